@@ -1,0 +1,43 @@
+# The one task runner: the README and CI call these targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 5000
+# Parallel test workers (pytest-xdist).
+WORKERS ?= 2
+
+.PHONY: install run test lint typecheck bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m flask --app wsgi db-upgrade
+	$(PY) -m flask --app wsgi seed-demo
+	$(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+# The whole suite on SQLite, then every database test again on PostgreSQL.
+# REQUIRE_POSTGRES=1 (set by .ci/run) turns a missing PostgreSQL into a failure instead of a skip.
+test: install lint typecheck
+	$(PY) -m pytest -n $(WORKERS)
+	TEST_DB=postgresql $(PY) -m pytest -n $(WORKERS) -m db
+
+bench: install
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

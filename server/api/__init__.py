@@ -1,0 +1,70 @@
+"""The JSON API under /api/v1 (flask-smorest), its OpenAPI document and docs page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_smorest import Api as SmorestApi
+from werkzeug.exceptions import HTTPException
+
+from schemas.common import ErrorSchema
+from server import errors
+
+API_PREFIX = "/api/v1"
+# Views that take something other than JSON (file uploads) set this attribute on their class.
+ACCEPTS_NON_JSON = "accepts_non_json"
+
+
+class Api(SmorestApi):
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        return errors.from_http_exception(error)
+
+
+def _require_json() -> Response | None:
+    """415 for a body that is not JSON, before any view parses it."""
+    if request.method not in ("POST", "PUT", "PATCH") or not request.path.startswith(API_PREFIX):
+        return None
+    view = request.url_rule and request.endpoint and _view_class()
+    if view is not None and getattr(view, ACCEPTS_NON_JSON, False):
+        return None
+    has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
+    if has_body and not request.is_json:
+        return errors.response(415)
+    return None
+
+
+def _view_class() -> Any:
+    from flask import current_app
+
+    func = current_app.view_functions.get(request.endpoint or "")
+    return getattr(func, "view_class", None)
+
+
+def init_app(app: Flask) -> Api:
+    app.config.update(
+        API_TITLE="Field-visit companion API (三走进三服务)",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "See docs/api.md. Times are ISO 8601 in Asia/Shanghai (+08:00)."},
+            "components": {
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+            "security": [{"bearer": []}],
+        },
+    )
+    api = Api(app)
+    from server.api import auth, directory, health, problems, reports, targets, visits
+
+    for module in (auth, directory, targets, visits, problems, reports):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.PREFIX)
+    app.register_blueprint(health.bp)
+    app.before_request(_require_json)
+    return api

@@ -1,0 +1,63 @@
+"""Who is calling: the bearer token of a device (or, later, a console session) -> Actor."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import current_app, g, request
+from sqlalchemy import update
+
+from server import db
+from server.db.models import AuthToken, Device
+from server.db.types import utcnow
+from server.errors import ApiError
+from server.services.actors import Actor
+from server.services.auth import authenticate
+
+# Touch last_used_at at most this often, so reads stay reads.
+_TOUCH_SECONDS = 60
+
+
+def request_id() -> str:
+    if "request_id" not in g:
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    return g.request_id
+
+
+def current_actor() -> Actor:
+    """The authenticated actor of this request, or 401."""
+    if "actor" in g:
+        return g.actor
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, headers={"WWW-Authenticate": "Bearer"})
+    # Authentication reads in a session of its own, before the request's session begins, so
+    # that the occasional touch below never waits on the request's own write lock (SQLite).
+    with current_app.extensions["db_sessionmaker"]() as s:
+        found = authenticate(s, token.strip())
+        if found is None:
+            raise ApiError(
+                401,
+                "The token is invalid, expired or revoked; log in again.",
+                code="invalid_token",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        user, tok = found
+        user_id, role, department_id = user.id, user.role, user.department_id
+        token_id, device_id, last_used_at = tok.id, tok.device_id, tok.last_used_at
+    g.token_id = token_id
+    now = utcnow()
+    if last_used_at is None or (now - last_used_at).total_seconds() > _TOUCH_SECONDS:
+        with db.session_scope(current_app) as s:
+            s.execute(update(AuthToken).where(AuthToken.id == token_id).values(last_used_at=now))
+            s.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
+    g.actor = Actor(
+        user_id=user_id,
+        role=role,
+        department_id=department_id,
+        device_id=device_id,
+        request_id=request_id(),
+        remote_addr=request.remote_addr,
+    )
+    return g.actor

@@ -1,0 +1,121 @@
+"""Engine, sessions and migrations of the server store (SQLite by default, PostgreSQL to scale out)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app, g, has_request_context, request
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; synchronous=FULL makes an acknowledged commit
+    # survive power loss (NORMAL would only survive a process crash in WAL mode).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock when their transaction starts (BEGIN IMMEDIATE), so two
+    # writers queue on busy_timeout instead of one failing with SQLITE_BUSY when it upgrades
+    # a read snapshot to a write. Readers stay DEFERRED and never wait for writers (WAL).
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 10, "isolation_level": None}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    return create_engine(url, **kwargs)
+
+
+def init_app(app: Flask) -> None:
+    engine = make_engine(app.config["DATABASE_URL"])
+    app.extensions["db_engine"] = engine
+    app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["db_writer_sessionmaker"] = sessionmaker(
+        engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
+    )
+    app.teardown_appcontext(_close_session)
+
+
+def engine() -> Engine:
+    return current_app.extensions["db_engine"]
+
+
+def session() -> Session:
+    """The session of the current request or app context, opened on first use.
+
+    Requests that may write (anything but GET/HEAD/OPTIONS) get a writer session.
+    """
+    if "db_session" not in g:
+        reading = has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
+        key = "db_sessionmaker" if reading else "db_writer_sessionmaker"
+        g.db_session = current_app.extensions[key]()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    s = g.pop("db_session", None)
+    if s is not None:
+        s.close()
+
+
+@contextlib.contextmanager
+def session_scope(app: Flask | None = None) -> Iterator[Session]:
+    """A session outside requests (jobs, CLI): commits on success, rolls back on error."""
+    maker = (app or current_app).extensions["db_writer_sessionmaker"]
+    with maker() as s, s.begin():
+        yield s
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` with Alembic (the only way the schema is made)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def ping(eng: Engine) -> bool:
+    try:
+        with eng.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable" for a health check
+        return False
+
+
+def is_sqlite(eng: Engine) -> bool:
+    return eng.dialect.name == "sqlite"
+
+
+def default_sqlite_url(instance_path: str) -> str:
+    return "sqlite:///" + os.path.join(instance_path, "fieldvisit.db")

@@ -1,0 +1,138 @@
+"""Passwords (Argon2id) and device tokens (random, stored as a SHA-256 hash, expiring, revocable)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from schemas.enums import Role
+from server.db.models import AuthToken, Device, User
+from server.db.types import utcnow
+from server.errors import ApiError, not_found
+from server.services import audit
+from server.services.actors import Actor
+
+_hasher = PasswordHasher()
+# Verifying against this keeps a login for an unknown user as slow as one for a known user.
+_DUMMY_HASH = _hasher.hash("not a password of anybody")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Login:
+    token: str
+    expires_at: dt.datetime
+    user: User
+    device: Device
+
+
+def login(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    device_id: uuid.UUID | None,
+    device_name: str | None,
+    app_version: str | None,
+    ttl: dt.timedelta,
+    remote_addr: str | None = None,
+) -> Login:
+    """Check the password and issue a token bound to the device (registered on first login)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        _verify(_DUMMY_HASH, password)
+    if user is None or not user.active or not _verify(user.password_hash, password):
+        raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    now = utcnow()
+    device = session.get(Device, device_id) if device_id else None
+    if device is None:
+        device = Device(id=device_id or uuid.uuid4(), user_id=user.id, name=device_name)
+        session.add(device)
+    elif device.user_id != user.id:
+        raise ApiError(409, "This device is registered to another user.", code="device_taken")
+    if device.revoked_at is not None:
+        raise ApiError(403, "This device has been revoked; ask an administrator.", code="device_revoked")
+    device.last_seen_at = now
+    if device_name:
+        device.name = device_name
+    if app_version:
+        device.app_version = app_version
+    token = secrets.token_urlsafe(32)
+    expires_at = now + ttl
+    session.add(AuthToken(token_hash=token_digest(token), user_id=user.id, device_id=device.id, expires_at=expires_at))
+    actor = Actor(user.id, user.role, user.department_id, device.id, remote_addr=remote_addr)
+    audit.record(session, actor, "login", "device", device.id)
+    return Login(token=token, expires_at=expires_at, user=user, device=device)
+
+
+def authenticate(session: Session, token: str) -> tuple[User, AuthToken] | None:
+    """The user and token behind a bearer token, if it is valid now."""
+    row = session.execute(
+        select(AuthToken, User, Device)
+        .join(User, User.id == AuthToken.user_id)
+        .join(Device, Device.id == AuthToken.device_id)
+        .where(AuthToken.token_hash == token_digest(token))
+    ).first()
+    if row is None:
+        return None
+    tok, user, device = row
+    now = utcnow()
+    if tok.revoked_at is not None or tok.expires_at <= now or not user.active or device.revoked_at is not None:
+        return None
+    return user, tok
+
+
+def logout(session: Session, actor: Actor, token_id: uuid.UUID) -> None:
+    session.execute(update(AuthToken).where(AuthToken.id == token_id).values(revoked_at=utcnow()))
+    audit.record(session, actor, "logout", "device", actor.device_id)
+
+
+def list_devices(session: Session, actor: Actor, user_id: uuid.UUID | None = None) -> list[Device]:
+    query = select(Device).order_by(Device.created_at, Device.id)
+    if not actor.reads_everything:
+        query = query.where(Device.user_id == actor.user_id)
+    elif user_id:
+        query = query.where(Device.user_id == user_id)
+    return list(session.scalars(query))
+
+
+def revoke_device(session: Session, actor: Actor, device_id: uuid.UUID) -> Device:
+    """Cut off a device (a lost phone): its tokens stop working at once."""
+    device = session.get(Device, device_id)
+    if device is None or (actor.role is not Role.admin and device.user_id != actor.user_id):
+        raise not_found("Device")
+    if device.revoked_at is None:
+        now = utcnow()
+        device.revoked_at = now
+        device.revoked_by_id = actor.user_id
+        session.execute(
+            update(AuthToken)
+            .where(AuthToken.device_id == device.id, AuthToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        audit.record(session, actor, "revoke", "device", device.id)
+    return device
