@@ -1,7 +1,4 @@
 """The device side: an offline SQLite outbox and the sync engine (see docs/sync-protocol.md).
 
-The library and its CLI arrive with the offline-sync issue; for now the package holds the
-shared version constants the server already checks against.
+The library and its CLI arrive with the offline-sync issue (#3).
 """
-
-PROTOCOL_VERSION = 1

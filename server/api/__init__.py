@@ -52,6 +52,8 @@ def init_app(app: Flask) -> Api:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",
+        # No call to swagger.io's validator: the page must work on a network without internet.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         API_SPEC_OPTIONS={
             "info": {"description": "See docs/api.md. Times are ISO 8601 in Asia/Shanghai (+08:00)."},
             "components": {
@@ -61,9 +63,9 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    from server.api import auth, directory, health, problems, reports, targets, visits
+    from server.api import auth, directory, health, meta, problems, reports, targets, visits
 
-    for module in (auth, directory, targets, visits, problems, reports):
+    for module in (meta, auth, directory, targets, visits, problems, reports):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.PREFIX)
     app.register_blueprint(health.bp)
     app.before_request(_require_json)
