@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
-from schemas.common import LocalDateTime
+from schemas.common import LocalDateTime, WireSchema
 from schemas.enums import Role
 
 
-class LoginSchema(Schema):
+class LoginSchema(WireSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=200), load_only=True)
     device_id = fields.UUID(
@@ -18,7 +18,7 @@ class LoginSchema(Schema):
     app_version = fields.String(load_default=None, validate=validate.Length(max=40))
 
 
-class UserBriefSchema(Schema):
+class UserBriefSchema(WireSchema):
     id = fields.UUID()
     username = fields.String()
     display_name = fields.String()
@@ -26,7 +26,7 @@ class UserBriefSchema(Schema):
     department_id = fields.UUID(allow_none=True)
 
 
-class TokenSchema(Schema):
+class TokenSchema(WireSchema):
     token = fields.String(metadata={"description": "Send as 'Authorization: Bearer <token>'"})
     token_type = fields.String(dump_default="Bearer")
     expires_at = LocalDateTime()
@@ -34,7 +34,7 @@ class TokenSchema(Schema):
     user = fields.Nested(UserBriefSchema)
 
 
-class DeviceSchema(Schema):
+class DeviceSchema(WireSchema):
     id = fields.UUID()
     user_id = fields.UUID()
     name = fields.String(allow_none=True)
@@ -44,5 +44,5 @@ class DeviceSchema(Schema):
     revoked_at = LocalDateTime(allow_none=True)
 
 
-class DeviceListArgsSchema(Schema):
+class DeviceListArgsSchema(WireSchema):
     user = fields.UUID(load_default=None, metadata={"description": "Only this user's devices (supervisors, admins)"})

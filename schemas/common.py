@@ -6,13 +6,44 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+INT32_MAX = 2**31 - 1
 
 
-class StrictSchema(Schema):
-    """Unknown fields are refused (the marshmallow default), so a typo never passes silently."""
+def _nul_paths(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [path or "_schema"] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nul_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}.{i}" if path else str(i))]
+    return []
+
+
+def version_field() -> fields.Integer:
+    """The version an edit is based on: the server answers 409 if the record changed since."""
+    return fields.Integer(
+        required=True,
+        validate=validate.Range(1, INT32_MAX),
+        metadata={"description": "The version you read (409 if the record changed since)"},
+    )
+
+
+class WireSchema(Schema):
+    """Base of every schema on the wire.
+
+    Unknown fields are refused (the marshmallow default), so a typo never passes silently, and
+    text may not contain NUL characters, which no database stores (PostgreSQL refuses them).
+    """
+
+    @pre_load
+    def _no_nul(self, data: Any, **_kwargs: Any) -> Any:
+        bad = _nul_paths(data)
+        if bad:
+            raise ValidationError({path.split(".")[0]: ["Text may not contain NUL characters."] for path in bad})
+        return data
 
 
 class LocalDateTime(fields.AwareDateTime):
@@ -36,7 +67,7 @@ class LocalDateTime(fields.AwareDateTime):
         return result.astimezone(dt.UTC)
 
 
-class ErrorSchema(Schema):
+class ErrorSchema(WireSchema):
     """The one error body of the whole API."""
 
     status = fields.Integer(required=True, metadata={"description": "HTTP status code"})
@@ -57,7 +88,7 @@ class ErrorSchema(Schema):
     )
 
 
-class PageArgsSchema(Schema):
+class PageArgsSchema(WireSchema):
     cursor = fields.String(load_default=None, metadata={"description": "Opaque cursor from `next_cursor`"})
     limit = fields.Integer(load_default=None, metadata={"description": "Page size (default 50, at most 500)"})
 

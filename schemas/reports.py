@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import ValidationError, fields, validates_schema
 
+from schemas.common import WireSchema
 from schemas.enums import ProblemCategory, TargetKind
 
 
-class SummaryArgsSchema(Schema):
+class SummaryArgsSchema(WireSchema):
     campaign = fields.UUID(load_default=None)
     from_ = fields.Date(data_key="from", load_default=None, metadata={"description": "First day (Asia/Shanghai)"})
     to = fields.Date(load_default=None, metadata={"description": "Last day, inclusive"})
@@ -18,7 +19,7 @@ class SummaryArgsSchema(Schema):
             raise ValidationError("'to' is before 'from'.", "to")
 
 
-class FiguresSchema(Schema):
+class FiguresSchema(WireSchema):
     collected = fields.Integer(metadata={"description": "Problems raised (共梳理/收集问题)"})
     solved = fields.Integer(metadata={"description": "已解决"})
     coordinating = fields.Integer(metadata={"description": "正在协调解决"})
@@ -36,14 +37,14 @@ class DepartmentFiguresSchema(FiguresSchema):
     department_name = fields.String()
 
 
-class CoverageSchema(Schema):
+class CoverageSchema(WireSchema):
     kind = fields.Enum(TargetKind, by_value=True)
     label = fields.String()
     visited = fields.Integer()
     total = fields.Integer(metadata={"description": "Active targets of this kind"})
 
 
-class SummarySchema(Schema):
+class SummarySchema(WireSchema):
     campaign_id = fields.UUID(allow_none=True)
     from_ = fields.Date(data_key="from", attribute="from", allow_none=True)
     to = fields.Date(allow_none=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime, PageArgsSchema
+from schemas.common import LocalDateTime, PageArgsSchema, WireSchema, version_field
 from schemas.enums import ParkType, TargetKind
 
 _TEXT = {
@@ -16,7 +16,7 @@ _TEXT = {
 }
 
 
-class TargetSchema(Schema):
+class TargetSchema(WireSchema):
     id = fields.UUID(load_default=None)
     kind = fields.Enum(TargetKind, by_value=True, required=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
@@ -49,7 +49,7 @@ def check_kind_rules(kind: TargetKind | None, data: dict) -> None:
         raise ValidationError("Only parks have a park type.", "park_type")
 
 
-class TargetUpdateSchema(Schema):
+class TargetUpdateSchema(WireSchema):
     name = fields.String(validate=validate.Length(min=1, max=120))
     code = fields.String(allow_none=True, validate=validate.Length(max=40))
     park_type = fields.Enum(ParkType, by_value=True, allow_none=True)
@@ -61,7 +61,7 @@ class TargetUpdateSchema(Schema):
     contact_phone = fields.String(allow_none=True, validate=validate.Length(max=40))
     notes = fields.String(allow_none=True, validate=validate.Length(max=5000))
     active = fields.Boolean()
-    version = fields.Integer(required=True)
+    version = version_field()
 
 
 class TargetListArgsSchema(PageArgsSchema):
@@ -72,18 +72,18 @@ class TargetListArgsSchema(PageArgsSchema):
     active = fields.Boolean(load_default=None)
 
 
-class TargetImportResultSchema(Schema):
+class TargetImportResultSchema(WireSchema):
     created = fields.Integer()
     updated = fields.Integer()
     unchanged = fields.Integer()
 
 
-class PortfolioSchema(Schema):
+class PortfolioSchema(WireSchema):
     user_id = fields.UUID(dump_only=True)
     target_ids = fields.List(fields.UUID(), required=True, validate=validate.Length(max=2000))
 
 
-class CampaignSchema(Schema):
+class CampaignSchema(WireSchema):
     id = fields.UUID(dump_only=True)
     code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_-]{2,40}$"))
     name = fields.String(required=True, validate=validate.Length(min=1, max=80))
@@ -98,9 +98,9 @@ class CampaignSchema(Schema):
             raise ValidationError("The campaign cannot end before it starts.", "ends_on")
 
 
-class CampaignUpdateSchema(Schema):
+class CampaignUpdateSchema(WireSchema):
     name = fields.String(validate=validate.Length(min=1, max=80))
     starts_on = fields.Date()
     ends_on = fields.Date(allow_none=True)
     description = fields.String(allow_none=True, validate=validate.Length(max=5000))
-    version = fields.Integer(required=True)
+    version = version_field()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime
+from schemas.common import LocalDateTime, WireSchema, version_field
 from schemas.enums import Role
 
 _username = validate.Regexp(r"^[A-Za-z0-9_.-]{2,64}$", error="2-64 letters, digits, '_', '.' or '-'.")
 _password = validate.Length(min=10, max=200, error="At least 10 characters.")
 
 
-class DepartmentSchema(Schema):
+class DepartmentSchema(WireSchema):
     id = fields.UUID(dump_only=True)
     code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_-]{2,40}$"))
     name = fields.String(required=True, validate=validate.Length(min=1, max=80))
@@ -23,17 +23,17 @@ class DepartmentSchema(Schema):
     version = fields.Integer(dump_only=True)
 
 
-class DepartmentUpdateSchema(Schema):
+class DepartmentUpdateSchema(WireSchema):
     name = fields.String(validate=validate.Length(min=1, max=80))
     short_name = fields.String(allow_none=True, validate=validate.Length(max=40))
     email = fields.Email(allow_none=True)
     head_name = fields.String(allow_none=True, validate=validate.Length(max=80))
     head_email = fields.Email(allow_none=True)
     active = fields.Boolean()
-    version = fields.Integer(required=True, metadata={"description": "The version you read (409 if it changed)"})
+    version = version_field()
 
 
-class UserSchema(Schema):
+class UserSchema(WireSchema):
     id = fields.UUID(dump_only=True)
     username = fields.String(required=True, validate=_username)
     display_name = fields.String(required=True, validate=validate.Length(min=1, max=80))
@@ -56,7 +56,7 @@ class UserSchema(Schema):
             raise ValidationError("Only department staff belong to a department.", "department_id")
 
 
-class UserUpdateSchema(Schema):
+class UserUpdateSchema(WireSchema):
     display_name = fields.String(validate=validate.Length(min=1, max=80))
     role = fields.Enum(Role, by_value=True)
     department_id = fields.UUID(allow_none=True)
@@ -65,10 +65,10 @@ class UserUpdateSchema(Schema):
     title = fields.String(allow_none=True, validate=validate.Length(max=80))
     active = fields.Boolean()
     password = fields.String(load_only=True, validate=_password)
-    version = fields.Integer(required=True)
+    version = version_field()
 
 
-class UserListArgsSchema(Schema):
+class UserListArgsSchema(WireSchema):
     role = fields.Enum(Role, by_value=True, load_default=None)
     department = fields.UUID(load_default=None)
     active = fields.Boolean(load_default=None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime, PageArgsSchema
+from schemas.common import LocalDateTime, PageArgsSchema, WireSchema, version_field
 from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, ServiceCategory, TargetKind
 
 SUMMARY_MAX = 20_000
@@ -12,7 +12,7 @@ DESCRIPTION_MAX = 5_000
 PROBLEMS_MAX = 50
 
 
-class ProblemNoteSchema(Schema):
+class ProblemNoteSchema(WireSchema):
     """A problem as the cadre writes it in a visit note."""
 
     id = fields.UUID(load_default=None, metadata={"description": "Client-generated UUID"})
@@ -20,7 +20,7 @@ class ProblemNoteSchema(Schema):
     description = fields.String(required=True, validate=validate.Length(min=1, max=DESCRIPTION_MAX))
 
 
-class VisitNoteSchema(Schema):
+class VisitNoteSchema(WireSchema):
     """A visit note as the cadre writes it (POST body; the device's outbox record)."""
 
     id = fields.UUID(load_default=None, metadata={"description": "Client-generated UUID"})
@@ -50,7 +50,7 @@ class VisitNoteSchema(Schema):
             raise ValidationError("Problem ids must be distinct.", "problems")
 
 
-class VisitUpdateSchema(Schema):
+class VisitUpdateSchema(WireSchema):
     visited_at = LocalDateTime()
     service_categories = fields.List(
         fields.Enum(ServiceCategory, by_value=True), validate=validate.Length(min=1, max=len(ServiceCategory))
@@ -59,10 +59,10 @@ class VisitUpdateSchema(Schema):
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     location_text = fields.String(allow_none=True, validate=validate.Length(max=200))
-    version = fields.Integer(required=True, metadata={"description": "The version you read (409 if it changed)"})
+    version = version_field()
 
 
-class ProblemSchema(Schema):
+class ProblemSchema(WireSchema):
     id = fields.UUID()
     visit_id = fields.UUID()
     campaign_id = fields.UUID()
@@ -85,7 +85,7 @@ class ProblemSchema(Schema):
     updated_at = LocalDateTime()
 
 
-class VisitSchema(Schema):
+class VisitSchema(WireSchema):
     id = fields.UUID()
     campaign_id = fields.UUID()
     cadre_id = fields.UUID()
@@ -105,7 +105,7 @@ class VisitSchema(Schema):
     updated_at = LocalDateTime()
 
 
-class ProblemTriageSchema(Schema):
+class ProblemTriageSchema(WireSchema):
     """A supervisor's change to a problem: where it goes and how it ended."""
 
     category = fields.Enum(ProblemCategory, by_value=True)
@@ -114,7 +114,7 @@ class ProblemTriageSchema(Schema):
     outcome = fields.Enum(ProblemOutcome, by_value=True, allow_none=True)
     outcome_reason = fields.String(allow_none=True, validate=validate.Length(max=DESCRIPTION_MAX))
     outcome_note = fields.String(allow_none=True, validate=validate.Length(max=DESCRIPTION_MAX))
-    version = fields.Integer(required=True)
+    version = version_field()
 
 
 class _RangeArgs(PageArgsSchema):

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,13 @@ def register(app: Flask) -> None:
             code="integrity_conflict",
             message="The change conflicts with existing data (a duplicate or a missing reference).",
         )
+
+    @app.errorhandler(DataError)
+    def _data(e: DataError) -> Response:
+        # A value the schema let through but the column cannot hold (too long, out of range).
+        _rollback()
+        log.warning("data error on %s %s: %s", request.method, request.path, e.orig)
+        return response(422, code="unstorable_value", message="A value cannot be stored (too large or malformed).")
 
     @app.errorhandler(OperationalError)
     def _operational(e: OperationalError) -> Response:

@@ -42,20 +42,20 @@ def index_tokens(*texts: str | None) -> str:
     return " ".join(tokens)
 
 
-def query_phrases(query: str) -> list[str]:
-    """Phrases (space-separated tokens) that must all occur: one per whitespace-separated term.
+def query_plan(query: str) -> tuple[list[str], list[str]]:
+    """What a query asks for: (phrases for the index, single characters to scan for).
 
-    Runs inside one term stay one phrase only when they are adjacent in the index, so a term
-    like "5G基站" becomes two phrases ("5g", "基站"), each of which must match. A lone CJK
-    character cannot be found through bigrams; callers fall back to a substring scan for it.
+    Every whitespace-separated term must occur. Within a term, each CJK run of two or more
+    characters becomes a phrase of its bigrams and each Latin/digit word a one-token phrase,
+    so "5G基站" asks for "5g" and "基站". A lone CJK character cannot be found through
+    bigrams; it is returned apart, for a substring scan.
     """
     phrases: list[str] = []
+    singles: list[str] = []
     for term in query.split():
         for run in _runs(term):
-            phrases.append(" ".join(_run_tokens(run)))
-    return phrases
-
-
-def needs_substring_scan(query: str) -> bool:
-    """True when some term is a single CJK character, which the bigram index cannot answer."""
-    return any(_IS_CJK.fullmatch(run) for term in query.split() for run in _runs(term))
+            if _IS_CJK.fullmatch(run):
+                singles.append(run)
+            else:
+                phrases.append(" ".join(_run_tokens(run)))
+    return phrases, singles

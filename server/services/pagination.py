@@ -75,7 +75,9 @@ def paginate(
     """Run `query` ordered by `keys` (the last one unique) from `cursor`, `limit` rows at a time."""
     if cursor:
         values = _decode(cursor)
-        if len(values) != len(keys):
+        if len(values) != len(keys) or not all(
+            isinstance(v, k.type.python_type) for v, k in zip(values, keys, strict=True)
+        ):
             raise ApiError(400, "Invalid cursor.", code="invalid_cursor")
         row, after = tuple_(*keys), tuple_(*values)
         query = query.where(row < after if descending else row > after)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, literal_column, select, text
+from sqlalchemy import ColumnElement, and_, delete, false, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from server.db.models import SearchEntry
-from server.domain.search import index_tokens, needs_substring_scan, query_phrases
+from server.domain.search import index_tokens, query_plan
 
 
 def index(session: Session, kind: str, record_id: uuid.UUID, *texts: str | None) -> None:
@@ -29,7 +29,7 @@ def unindex(session: Session, kind: str, record_ids: list[uuid.UUID]) -> None:
 
 def matches(session: Session, kind: str, id_column: Any, query: str, text_column: Any) -> ColumnElement[bool]:
     """A WHERE clause: the row's text contains every term of `query`."""
-    phrases = query_phrases(query)
+    phrases, singles = query_plan(query)
     clauses: list[ColumnElement[bool]] = []
     if phrases:
         if session.get_bind().dialect.name == "sqlite":
@@ -43,8 +43,8 @@ def matches(session: Session, kind: str, id_column: Any, query: str, text_column
             entry_match = literal_column("search_entries.tsv").op("@@")(tsq)
         sub = select(SearchEntry.record_id).where(SearchEntry.kind == kind, entry_match)
         clauses.append(id_column.in_(sub))
-    if needs_substring_scan(query) or not phrases:
-        # A lone character (or nothing indexable): fall back to a substring scan for each term.
-        for term in query.split():
-            clauses.append(text_column.contains(term, autoescape=True))
+    # A lone character is not in the bigram index: scan for it (slower, but rare).
+    clauses.extend(text_column.contains(char, autoescape=True) for char in singles)
+    if not clauses:  # nothing searchable in the query (only punctuation): match nothing
+        return false()
     return and_(*clauses)

@@ -1,0 +1,204 @@
+"""One error body everywhere, the right status for each failure, and no partial writes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from server import db
+from server.db.models import Problem, Visit
+from tests.factories import visit_note
+
+ERROR_KEYS = {"status", "code", "message"}
+
+
+def assert_error(r, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.mimetype == "application/json"
+    body = r.json
+    assert set(body) >= ERROR_KEYS
+    assert body["status"] == status
+    if code:
+        assert body["code"] == code
+    assert "Traceback" not in r.get_data(as_text=True)
+    return body
+
+
+def count(app, model) -> int:
+    with app.app_context():
+        return db.session().scalar(select(func.count()).select_from(model))
+
+
+def test_malformed_json_is_400(client, world):
+    r = client.post(
+        "/api/v1/visits", data='{"summary": "半截', content_type="application/json", headers=world.headers("cadre")
+    )
+    assert_error(r, 400, "bad_request")
+
+
+def test_json_that_is_not_an_object_is_422(client, world):
+    r = client.post("/api/v1/visits", data="[1, 2]", content_type="application/json", headers=world.headers("cadre"))
+    assert_error(r, 422)
+
+
+def test_missing_token_is_401_with_challenge(client):
+    r = client.get("/api/v1/visits")
+    assert_error(r, 401, "unauthorized")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_garbage_token_is_401(client):
+    r = client.get("/api/v1/visits", headers={"Authorization": "Bearer not-a-token"})
+    assert_error(r, 401, "invalid_token")
+
+
+def test_forbidden_is_403(client, world):
+    assert_error(client.get("/api/v1/reports/summary", headers=world.headers("cadre")), 403, "forbidden")
+
+
+def test_unknown_url_and_unknown_id_are_404(client, world):
+    assert_error(client.get("/api/v1/nothing-here", headers=world.headers("cadre")), 404, "not_found")
+    assert_error(client.get(f"/api/v1/visits/{uuid.uuid4()}", headers=world.headers("cadre")), 404, "not_found")
+    # Not a UUID: the URL does not exist either.
+    assert_error(client.get("/api/v1/visits/123", headers=world.headers("cadre")), 404)
+
+
+def test_wrong_method_is_405_with_allow(client, world):
+    r = client.delete("/api/v1/campaigns", headers=world.headers("admin"))
+    assert_error(r, 405, "method_not_allowed")
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_stale_version_is_409_and_changes_nothing(client, world):
+    h = world.headers("admin")
+    url = f"/api/v1/targets/{world.firm}"
+    assert client.patch(url, json={"address": "一", "version": 1}, headers=h).status_code == 200
+    body = assert_error(client.patch(url, json={"address": "二", "version": 1}, headers=h), 409, "version_conflict")
+    assert body["details"] == {"current_version": 2}
+    assert client.get(url, headers=h).json["address"] == "一"
+
+
+def test_duplicate_is_409(client, world):
+    h = world.headers("admin")
+    body = {"code": "dup", "name": "重复部门"}
+    assert client.post("/api/v1/departments", json=body, headers=h).status_code == 201
+    assert_error(client.post("/api/v1/departments", json=body, headers=h), 409, "integrity_conflict")
+
+
+def test_too_large_is_413(app, client, world):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    r = client.post("/api/v1/visits", json=visit_note(world, summary="很长" * 1000), headers=world.headers("cadre"))
+    assert_error(r, 413, "payload_too_large")
+
+
+def test_wrong_content_type_is_415(client, world):
+    r = client.post(
+        "/api/v1/visits", data=json.dumps(visit_note(world)), content_type="text/plain", headers=world.headers("cadre")
+    )
+    assert_error(r, 415, "unsupported_media_type")
+    r = client.post("/api/v1/visits", data={"summary": "x"}, headers=world.headers("cadre"))
+    assert_error(r, 415)
+
+
+def test_validation_is_422_with_field_errors(app, client, world):
+    note = visit_note(world, summary="", service_categories=["dancing"])
+    note["problems"][0]["category"] = "unknown"
+    body = assert_error(
+        client.post("/api/v1/visits", json=note, headers=world.headers("cadre")), 422, "validation_error"
+    )
+    assert set(body["errors"]) >= {"summary", "service_categories", "problems"}
+    assert count(app, Visit) == 0
+
+
+def test_unknown_field_is_422(client, world):
+    body = assert_error(
+        client.post(
+            "/api/v1/visits", json=visit_note(world, cadre_id=str(uuid.uuid4())), headers=world.headers("cadre")
+        ),
+        422,
+    )
+    assert "cadre_id" in body["errors"]
+
+
+def test_reference_to_nothing_is_422(app, client, world):
+    body = assert_error(
+        client.post(
+            "/api/v1/visits", json=visit_note(world, target_id=str(uuid.uuid4())), headers=world.headers("cadre")
+        ),
+        422,
+    )
+    assert "target_id" in body["errors"]
+
+
+def test_a_failing_write_leaves_nothing_behind(app, client, world):
+    """The second problem's id is taken: the whole note is refused, the visit is not half-stored."""
+    first = client.post("/api/v1/visits", json=visit_note(world), headers=world.headers("cadre")).json
+    note = visit_note(world)
+    note["problems"][1]["id"] = first["problems"][0]["id"]
+    assert_error(client.post("/api/v1/visits", json=note, headers=world.headers("cadre")), 409)
+    assert count(app, Visit) == 1
+    assert count(app, Problem) == 2
+
+
+def test_bad_query_parameters_are_422_not_500(client, world):
+    h = world.headers("supervisor")
+    for query in (
+        "limit=0",
+        "limit=100000",
+        "limit=abc",
+        "from=2026-13-01",
+        "from=2026-02-01&to=2026-01-01",
+        "status=sleeping",
+        "target=not-a-uuid",
+        "q=" + "长" * 200,
+    ):
+        assert_error(client.get(f"/api/v1/problems?{query}", headers=h), 422)
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "W10", "eyJhIjoxfQ", "WzEsMiwzXQ", "W251bGwsbnVsbF0"])
+def test_bad_cursor_is_400(client, world, cursor):
+    assert_error(client.get(f"/api/v1/problems?cursor={cursor}", headers=world.headers("supervisor")), 400)
+
+
+JUNK = [None, 0, -1, 10**30, 1.5, "", "x" * 10_000, [], {}, [None], {"a": {"b": {"c": []}}}, True, "\u0000", "😀"]
+
+
+@pytest.mark.parametrize(
+    "url,method,who",
+    [
+        ("/api/v1/visits", "POST", "cadre"),
+        ("/api/v1/targets", "POST", "admin"),
+        ("/api/v1/users", "POST", "admin"),
+        ("/api/v1/departments", "POST", "admin"),
+        ("/api/v1/campaigns", "POST", "admin"),
+        ("/api/v1/auth/login", "POST", "anonymous"),
+    ],
+)
+def test_junk_in_any_field_never_gives_500(client, world, url, method, who):
+    headers = {} if who == "anonymous" else world.headers(who)
+    fields = {
+        "/api/v1/visits": list(visit_note(world)),
+        "/api/v1/targets": ["kind", "name", "park_id", "park_type", "active"],
+        "/api/v1/users": ["username", "role", "department_id", "password", "display_name"],
+        "/api/v1/departments": ["code", "name", "email"],
+        "/api/v1/campaigns": ["code", "name", "starts_on", "ends_on"],
+        "/api/v1/auth/login": ["username", "password", "device_id"],
+    }[url]
+    for field in fields:
+        for junk in JUNK:
+            body = visit_note(world) if url == "/api/v1/visits" else {}
+            body[field] = junk
+            r = client.open(url, method=method, json=body, headers=headers)
+            assert r.status_code < 500, (field, junk, r.get_data(as_text=True))
+            if r.status_code >= 400:
+                assert set(r.json) >= ERROR_KEYS
+
+
+def test_error_body_is_documented_in_openapi(client):
+    spec = client.get("/api/openapi.json").json
+    schema = spec["components"]["schemas"]["Error"]
+    assert {"status", "code", "message", "errors", "details"} <= set(schema["properties"])
+    assert "DEFAULT_ERROR" in spec["components"]["responses"]

@@ -1,0 +1,265 @@
+"""Every route x every role: who may do what, and rows a role must not see.
+
+Each case runs against a fresh database: the world (tests/factories.py) plus one visit of
+`cadre` whose first problem concerns `staff`'s department.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from server import db
+from server.db.models import Problem
+from tests.factories import visit_note
+
+WHO = ["anonymous", "cadre", "other_cadre", "supervisor", "staff", "other_staff", "admin"]
+
+
+@dataclass
+class Ctx:
+    world: Any
+    visit: dict[str, Any]
+    spare: dict[str, Any]  # a visit of `cadre` that nobody acted on
+
+    def version(self, client, url: str) -> int:
+        return client.get(url, headers=self.world.headers("admin")).json["version"]
+
+
+@dataclass
+class Case:
+    method: str
+    url: Callable[[Ctx], str]
+    expect: dict[str, int]
+    body: Callable[[Ctx, Any], Any] | None = None
+    files: bool = False
+
+
+def everyone(status: int, **overrides: int) -> dict[str, int]:
+    return {w: overrides.get(w, status) for w in WHO} | ({"anonymous": 401} if "anonymous" not in overrides else {})
+
+
+def only(roles: dict[str, int], denied: int = 403) -> dict[str, int]:
+    return {w: roles.get(w, 401 if w == "anonymous" else denied) for w in WHO}
+
+
+def _csv(_ctx: Ctx, _client: Any) -> dict[str, Any]:
+    return {"file": (io.BytesIO("类型,名称\n企业,新企业\n".encode()), "targets.csv")}
+
+
+CASES: dict[str, Case] = {
+    "version": Case("GET", lambda c: "/api/v1/version", everyone(200, anonymous=200)),
+    "me": Case("GET", lambda c: "/api/v1/auth/me", everyone(200)),
+    "logout": Case("POST", lambda c: "/api/v1/auth/logout", everyone(204)),
+    "devices": Case("GET", lambda c: "/api/v1/devices", everyone(200)),
+    "departments.list": Case("GET", lambda c: "/api/v1/departments", everyone(200)),
+    "departments.create": Case(
+        "POST", lambda c: "/api/v1/departments", only({"admin": 201}), lambda c, cl: {"code": "new", "name": "新部门"}
+    ),
+    "departments.get": Case("GET", lambda c: f"/api/v1/departments/{c.world.dept}", everyone(200)),
+    "departments.update": Case(
+        "PATCH",
+        lambda c: f"/api/v1/departments/{c.world.dept}",
+        only({"admin": 200}),
+        lambda c, cl: {"name": "改名部门", "version": 1},
+    ),
+    "users.list": Case("GET", lambda c: "/api/v1/users", only({"admin": 200, "supervisor": 200})),
+    "users.create": Case(
+        "POST",
+        lambda c: "/api/v1/users",
+        only({"admin": 201}),
+        lambda c, cl: {"username": "newbie", "display_name": "新人", "role": "cadre", "password": "long-enough-pw"},
+    ),
+    "users.get_other": Case(
+        "GET",
+        lambda c: f"/api/v1/users/{c.world.users['cadre']}",
+        only({"admin": 200, "supervisor": 200, "cadre": 200}),
+    ),
+    "users.update": Case(
+        "PATCH",
+        lambda c: f"/api/v1/users/{c.world.users['other_cadre']}",
+        only({"admin": 200}),
+        lambda c, cl: {"title": "科长", "version": 1},
+    ),
+    "campaigns.list": Case("GET", lambda c: "/api/v1/campaigns", everyone(200)),
+    "campaigns.create": Case(
+        "POST",
+        lambda c: "/api/v1/campaigns",
+        only({"admin": 201, "supervisor": 201}),
+        lambda c, cl: {"code": "new-round", "name": "新一轮走访", "starts_on": "2026-12-01"},
+    ),
+    "campaigns.get": Case("GET", lambda c: f"/api/v1/campaigns/{c.world.campaign}", everyone(200)),
+    "campaigns.update": Case(
+        "PATCH",
+        lambda c: f"/api/v1/campaigns/{c.world.campaign}",
+        only({"admin": 200, "supervisor": 200}),
+        lambda c, cl: {"description": "说明", "version": 1},
+    ),
+    "targets.list": Case("GET", lambda c: "/api/v1/targets", everyone(200)),
+    "targets.create": Case(
+        "POST", lambda c: "/api/v1/targets", only({"admin": 201}), lambda c, cl: {"kind": "firm", "name": "新企业"}
+    ),
+    "targets.get": Case("GET", lambda c: f"/api/v1/targets/{c.world.firm}", everyone(200)),
+    "targets.update": Case(
+        "PATCH",
+        lambda c: f"/api/v1/targets/{c.world.firm}",
+        only({"admin": 200}),
+        lambda c, cl: {"address": "徐州市", "version": 1},
+    ),
+    "targets.delete": Case("DELETE", lambda c: f"/api/v1/targets/{c.world.project}", only({"admin": 204})),
+    "targets.export": Case(
+        "GET", lambda c: "/api/v1/targets/export?format=csv", only({"admin": 200, "supervisor": 200})
+    ),
+    "targets.import": Case("POST", lambda c: "/api/v1/targets/import", only({"admin": 200}), _csv, files=True),
+    "portfolio.get": Case("GET", lambda c: f"/api/v1/users/{c.world.users['cadre']}/portfolio", everyone(200)),
+    "portfolio.put": Case(
+        "PUT",
+        lambda c: f"/api/v1/users/{c.world.users['cadre']}/portfolio",
+        only({"admin": 200}),
+        lambda c, cl: {"target_ids": [str(c.world.firm), str(c.world.project)]},
+    ),
+    "visits.list": Case(
+        "GET",
+        lambda c: "/api/v1/visits",
+        only({"cadre": 200, "other_cadre": 200, "supervisor": 200, "admin": 200}),
+    ),
+    "visits.create": Case(
+        "POST",
+        lambda c: "/api/v1/visits",
+        only({"cadre": 201, "other_cadre": 201, "supervisor": 201}),
+        lambda c, cl: visit_note(c.world),
+    ),
+    "visits.get": Case(
+        "GET",
+        lambda c: f"/api/v1/visits/{c.visit['id']}",
+        only({"cadre": 200, "other_cadre": 404, "supervisor": 200, "admin": 200}),
+    ),
+    "visits.update": Case(
+        "PATCH",
+        lambda c: f"/api/v1/visits/{c.visit['id']}",
+        only({"cadre": 200, "other_cadre": 404}),
+        lambda c, cl: {"summary": "补充记录", "version": 1},
+    ),
+    "visits.delete": Case(
+        "DELETE", lambda c: f"/api/v1/visits/{c.spare['id']}", only({"cadre": 204, "other_cadre": 404})
+    ),
+    "visits.add_problem": Case(
+        "POST",
+        lambda c: f"/api/v1/visits/{c.visit['id']}/problems",
+        only({"cadre": 201, "other_cadre": 404}),
+        lambda c, cl: {"category": "land", "description": "用地指标紧张。"},
+    ),
+    "problems.list": Case("GET", lambda c: "/api/v1/problems", everyone(200)),
+    "problems.get_routed": Case(
+        "GET",
+        lambda c: f"/api/v1/problems/{c.visit['problems'][0]['id']}",
+        only({"cadre": 200, "supervisor": 200, "admin": 200, "staff": 200}, denied=404),
+    ),
+    "problems.get_unrouted": Case(
+        "GET",
+        lambda c: f"/api/v1/problems/{c.visit['problems'][1]['id']}",
+        only({"cadre": 200, "supervisor": 200, "admin": 200}, denied=404),
+    ),
+    "problems.triage": Case(
+        "PATCH",
+        lambda c: f"/api/v1/problems/{c.visit['problems'][1]['id']}",
+        only({"supervisor": 200, "cadre": 403, "admin": 403}, denied=404),
+        lambda c, cl: {"department_id": str(c.world.other_dept), "version": 1},
+    ),
+    "problems.reword": Case(
+        "PATCH",
+        lambda c: f"/api/v1/problems/{c.visit['problems'][1]['id']}",
+        only({"supervisor": 200, "cadre": 200, "admin": 403}, denied=404),
+        lambda c, cl: {"description": "招工难，一线工人缺口50人。", "version": 1},
+    ),
+    "reports.summary": Case("GET", lambda c: "/api/v1/reports/summary", only({"supervisor": 200, "admin": 200})),
+}
+# Role denials come before row checks, except for the rows a role may not even know exist.
+for name in ("visits.list", "visits.get", "visits.update", "visits.delete", "visits.add_problem"):
+    CASES[name].expect["staff"] = CASES[name].expect["other_staff"] = 403
+for name in ("visits.update", "visits.delete", "visits.add_problem"):
+    CASES[name].expect["supervisor"] = CASES[name].expect["admin"] = 403
+CASES["users.get_other"].expect["other_cadre"] = 403
+
+
+def test_every_route_is_in_the_matrix(app):
+    routes = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    covered = {"POST /api/v1/auth/login", "POST /api/v1/devices/<uuid:device_id>/revoke"}  # tests/test_auth.py
+    for case in CASES.values():
+        covered.add(f"{case.method} {case.url_rule}")  # type: ignore[attr-defined]
+    missing = {f"{m} {r}" for m, r in routes} - covered
+    assert not missing, f"routes without a permission case: {sorted(missing)}"
+
+
+def _rule_of(case: Case) -> str:
+    fake = Ctx(
+        world=type(
+            "W",
+            (),
+            {
+                "dept": "<uuid:department_id>",
+                "other_dept": "x",
+                "firm": "<uuid:target_id>",
+                "project": "<uuid:target_id>",
+                "campaign": "<uuid:campaign_id>",
+                "users": {"cadre": "<uuid:user_id>", "other_cadre": "<uuid:user_id>"},
+            },
+        ),
+        visit={"id": "<uuid:visit_id>", "problems": [{"id": "<uuid:problem_id>"}] * 2},
+        spare={"id": "<uuid:visit_id>"},
+    )
+    return case.url(fake).split("?")[0]
+
+
+for _case in CASES.values():
+    _case.url_rule = _rule_of(_case)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def ctx(app, client, world) -> Ctx:
+    visit = client.post("/api/v1/visits", json=visit_note(world), headers=world.headers("cadre")).json
+    with app.app_context(), db.session_scope() as s:
+        s.get(Problem, uuid.UUID(visit["problems"][0]["id"])).department_id = world.dept
+    spare = client.post("/api/v1/visits", json=visit_note(world, problems=[]), headers=world.headers("cadre")).json
+    return Ctx(world, visit, spare)
+
+
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_route_by_role(client, ctx: Ctx, name: str, who: str) -> None:
+    case = CASES[name]
+    headers = {} if who == "anonymous" else ctx.world.headers(who)
+    kwargs: dict[str, Any] = {"headers": headers}
+    if case.body is not None:
+        body = case.body(ctx, client)
+        if case.files:
+            kwargs["data"] = body
+            kwargs["content_type"] = "multipart/form-data"
+        else:
+            kwargs["json"] = body
+    r = client.open(case.url(ctx), method=case.method, **kwargs)
+    assert r.status_code == case.expect[who], (name, who, r.get_json())
+    if r.status_code >= 400:
+        assert set(r.json) >= {"status", "code", "message"}
+
+
+def test_department_staff_list_only_their_departments_problems(client, ctx: Ctx):
+    mine = client.get("/api/v1/problems", headers=ctx.world.headers("staff")).json["items"]
+    assert [p["id"] for p in mine] == [ctx.visit["problems"][0]["id"]]
+    assert client.get("/api/v1/problems", headers=ctx.world.headers("other_staff")).json["items"] == []
+
+
+def test_cadres_list_only_their_own_visits_and_problems(client, ctx: Ctx):
+    assert len(client.get("/api/v1/visits", headers=ctx.world.headers("cadre")).json["items"]) == 2
+    assert client.get("/api/v1/visits", headers=ctx.world.headers("other_cadre")).json["items"] == []
+    assert client.get("/api/v1/problems", headers=ctx.world.headers("other_cadre")).json["items"] == []

@@ -1,0 +1,93 @@
+"""Chinese full-text search: two-character words, longer phrases, several terms, both databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.domain.search import index_tokens, query_plan
+from tests.factories import visit_note
+
+TEXTS = [
+    "企业反映融资难融资贵，希望协调银行续贷500万元。",
+    "招工难，一线技术工人缺口约80人，用工成本增加。",
+    "引进的研发骨干住房困难，希望落实人才住房支持。",
+    "出口产品关税过高，订单下降。",
+    "5G基站建设需要电力增容。",
+]
+
+
+def test_tokens_are_bigrams_and_words():
+    assert index_tokens("融资难") == "融资 资难"
+    assert index_tokens("5G基站，ABC") == "5g 基站 abc"
+    assert index_tokens("难") == "难"
+    assert index_tokens(None, "") == ""
+    # Full-width letters and digits are folded (NFKC).
+    assert index_tokens("ＡＢＣ１２３") == "abc123"
+
+
+def test_query_plan():
+    assert query_plan("融资") == (["融资"], [])
+    assert query_plan("人才住房") == (["人才 才住 住房"], [])
+    assert query_plan("融资 用工") == (["融资", "用工"], [])
+    assert query_plan("5G基站") == (["5g", "基站"], [])
+    assert query_plan("难 融资") == (["融资"], ["难"])
+    assert query_plan("，。！") == ([], [])
+
+
+@pytest.fixture
+def problems(client, world):
+    note = visit_note(world, summary="走访企业，座谈融资和用工问题。", problems=[
+        {"category": "other", "description": text} for text in TEXTS
+    ])  # fmt: skip
+    return client.post("/api/v1/visits", json=note, headers=world.headers("cadre")).json["problems"]
+
+
+def found(client, world, q, what="problems"):
+    r = client.get(f"/api/v1/{what}", query_string={"q": q}, headers=world.headers("supervisor"))
+    assert r.status_code == 200, r.json
+    key = "description" if what == "problems" else "summary"
+    return sorted(item[key] for item in r.json["items"])
+
+
+@pytest.mark.parametrize(
+    "q,expected",
+    [
+        ("融资", [0]),
+        ("用工", [1]),
+        ("住房", [2]),
+        ("人才住房", [2]),
+        ("融资难融资贵", [0]),
+        ("关税过高", [3]),
+        ("难", [0, 1, 2]),  # a single character falls back to a substring scan
+        ("5G", [4]),
+        ("5g基站", [4]),
+        ("融资 用工", []),  # terms must all occur
+        ("用工 招工", [1]),
+        ("资用", []),  # not a substring of anything
+        ("住房贵", []),
+        ("，。", []),  # nothing searchable
+    ],
+)
+def test_problem_search(client, world, problems, q, expected):
+    assert found(client, world, q) == sorted(TEXTS[i] for i in expected)
+
+
+def test_visit_search_and_reindex_on_edit(client, world, problems):
+    assert len(found(client, world, "用工", "visits")) == 1
+    assert found(client, world, "住房", "visits") == []
+    visit_id = problems[0]["visit_id"]
+    h = world.headers("cadre")
+    body = {"summary": "走访企业，了解人才住房需求。", "version": 1}
+    client.patch(f"/api/v1/visits/{visit_id}", json=body, headers=h)
+    assert len(found(client, world, "住房", "visits")) == 1
+    assert found(client, world, "用工", "visits") == []
+
+
+def test_search_respects_rows_a_role_may_see(client, world, problems):
+    r = client.get("/api/v1/problems", query_string={"q": "融资"}, headers=world.headers("other_cadre"))
+    assert r.json["items"] == []
+
+
+def test_withdrawn_note_leaves_the_index(client, world, problems):
+    client.delete(f"/api/v1/visits/{problems[0]['visit_id']}", headers=world.headers("cadre"))
+    assert found(client, world, "融资") == []

@@ -1,0 +1,157 @@
+"""Visit notes: create (idempotent on the client id), read, edit with versions, withdraw."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from server import db
+from server.db.models import AuditEntry, Visit
+from tests.factories import visit_note
+
+
+def post(client, world, who="cadre", **kw):
+    return client.post("/api/v1/visits", json=visit_note(world, **kw), headers=world.headers(who))
+
+
+def test_create_keeps_client_ids_and_times_in_shanghai(client, world):
+    note = visit_note(world, visited_at="2026-11-20T02:30:00Z")
+    r = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    assert r.status_code == 201
+    body = r.json
+    assert body["id"] == note["id"]
+    assert [p["id"] for p in body["problems"]] == [p["id"] for p in note["problems"]]
+    assert body["visited_at"] == "2026-11-20T10:30:00+08:00"
+    assert body["cadre_id"] == str(world.users["cadre"])
+    assert body["target_kind"] == "firm"
+    assert body["problems"][0]["status"] == "open"
+    assert body["problems"][0]["outcome"] is None
+    assert body["problems"][0]["raised_at"] == body["visited_at"]
+
+
+def test_a_time_without_offset_is_beijing_time(client, world):
+    r = post(client, world, visited_at="2026-11-20T09:00:00")
+    assert r.json["visited_at"] == "2026-11-20T09:00:00+08:00"
+
+
+def test_retry_of_the_same_note_is_not_stored_twice(app, client, world):
+    note = visit_note(world)
+    first = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    again = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json == first.json
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(Visit)) == 1
+
+
+def test_same_id_with_other_content_is_a_conflict(client, world):
+    note = visit_note(world)
+    client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    r = client.post("/api/v1/visits", json=note | {"summary": "另一份记录"}, headers=world.headers("cadre"))
+    assert r.status_code == 409
+    assert r.json["code"] == "id_taken"
+    # Another cadre cannot claim the id either.
+    assert client.post("/api/v1/visits", json=note, headers=world.headers("other_cadre")).status_code == 409
+
+
+def test_server_assigns_ids_when_the_client_sends_none(client, world):
+    note = visit_note(world)
+    del note["id"]
+    for p in note["problems"]:
+        del p["id"]
+    body = client.post("/api/v1/visits", json=note, headers=world.headers("cadre")).json
+    assert uuid.UUID(body["id"])
+    assert all(uuid.UUID(p["id"]) for p in body["problems"])
+
+
+def test_inactive_target_is_refused(client, world):
+    h = world.headers("admin")
+    client.patch(f"/api/v1/targets/{world.firm}", json={"active": False, "version": 1}, headers=h)
+    r = post(client, world)
+    assert r.status_code == 422
+    assert "target_id" in r.json["errors"]
+
+
+def test_edit_needs_the_current_version(client, world):
+    visit = post(client, world).json
+    url = f"/api/v1/visits/{visit['id']}"
+    h = world.headers("cadre")
+    r = client.patch(url, json={"visited_at": "2026-11-21T15:00:00+08:00", "version": 1}, headers=h)
+    assert r.status_code == 200
+    assert r.json["version"] == 2
+    assert {p["raised_at"] for p in r.json["problems"]} == {"2026-11-21T15:00:00+08:00"}
+    stale = client.patch(url, json={"summary": "旧版本上的修改", "version": 1}, headers=h)
+    assert stale.status_code == 409
+    assert stale.json["details"]["current_version"] == 2
+
+
+def test_add_a_problem_later(client, world):
+    visit = post(client, world).json
+    r = client.post(
+        f"/api/v1/visits/{visit['id']}/problems",
+        json={"category": "land", "description": "二期用地指标未落实。"},
+        headers=world.headers("cadre"),
+    )
+    assert r.status_code == 201
+    again = client.get(f"/api/v1/visits/{visit['id']}", headers=world.headers("cadre")).json
+    assert [p["category"] for p in again["problems"]] == ["financing", "labor", "land"]
+
+
+def test_withdraw_and_its_audit_trail(app, client, world):
+    visit = post(client, world).json
+    assert client.delete(f"/api/v1/visits/{visit['id']}", headers=world.headers("cadre")).status_code == 204
+    assert client.get(f"/api/v1/visits/{visit['id']}", headers=world.headers("cadre")).status_code == 404
+    with app.app_context():
+        actions = db.session().execute(select(AuditEntry.action, AuditEntry.entity).order_by(AuditEntry.id)).all()
+    assert ("create", "visit") in actions
+    assert ("delete", "visit") in actions
+
+
+def test_list_filters(client, world):
+    h = world.headers("cadre")
+    post(client, world, visited_at="2026-10-01T10:00:00+08:00", service_categories=["publicity"])
+    post(client, world, visited_at="2026-11-01T10:00:00+08:00", target_id=str(world.project))
+    post(client, world, visited_at="2026-11-02T23:30:00+08:00", target_id=str(world.park))
+
+    def ids(query: str) -> int:
+        r = client.get(f"/api/v1/visits?{query}", headers=h)
+        assert r.status_code == 200, r.json
+        return len(r.json["items"])
+
+    assert ids("") == 3
+    assert ids("kind=project") == 1
+    assert ids(f"park={world.park}") == 3  # the park itself, and the firm and project in it
+    assert ids(f"target={world.firm}") == 1
+    assert ids("category=publicity") == 1
+    assert ids("category=research") == 2
+    assert ids("from=2026-11-01") == 2
+    assert ids("to=2026-11-01") == 2
+    # 23:30 Beijing time on 2 November is 15:30 UTC: it belongs to the 2nd, not the 3rd.
+    assert ids("from=2026-11-02&to=2026-11-02") == 1
+    assert ids("from=2026-11-03") == 0
+    assert ids(f"campaign={world.campaign}") == 3
+    assert ids(f"cadre={world.users['other_cadre']}") == 0
+
+
+def test_pages_are_stable_and_complete(client, world):
+    h = world.headers("cadre")
+    made = set()
+    for day in range(1, 13):
+        made.add(post(client, world, visited_at=f"2026-11-{day:02d}T10:00:00+08:00").json["id"])
+    # Same visited_at for several notes: the id breaks the tie.
+    for _ in range(5):
+        made.add(post(client, world, visited_at="2026-11-05T10:00:00+08:00").json["id"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        url = "/api/v1/visits?limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(url, headers=h).json
+        seen += [v["id"] for v in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == len(made)
+    assert set(seen) == made
+    times = [client.get(f"/api/v1/visits/{i}", headers=h).json["visited_at"] for i in seen]
+    assert times == sorted(times, reverse=True)
