@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -294,3 +295,9 @@ A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
 def test_choose_revisit_cadre(portfolio, loads, expected):
     assert choose_revisit_cadre(portfolio, loads) == expected
     assert choose_revisit_cadre(portfolio, dict(reversed(list(loads.items())))) == expected
+
+
+def test_the_workflow_doc_names_every_notice_kind():
+    doc = (Path(__file__).parents[2] / "docs" / "referral-workflow.md").read_text(encoding="utf-8")
+    for kind in NoticeKind:
+        assert f"`{kind.value}`" in doc and kind.label in doc, kind

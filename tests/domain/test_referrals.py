@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import re
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -732,3 +733,10 @@ def test_problem_status_follows_a_referral_through_its_life():
     assert problem_status_for([s]) == ProblemVerdict(ProblemStatus.closed, ProblemOutcome.solved)
     s = step(s, Reopen("不满意"), SYSTEM)
     assert problem_status_for([s]) == ProblemVerdict(ProblemStatus.open, None)
+
+
+def test_the_workflow_doc_names_every_state_and_action():
+    doc = (Path(__file__).parents[2] / "docs" / "referral-workflow.md").read_text(encoding="utf-8")
+    for member in [*ReferralStatus, *ReferralAction]:
+        assert f"`{member.value}`" in doc, member
+        assert member.label in doc, member
