@@ -23,7 +23,9 @@ class TargetSchema(WireSchema):
     code = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     park_type = fields.Enum(ParkType, by_value=True, load_default=None, allow_none=True)
     park_id = fields.UUID(load_default=None, allow_none=True)
-    park_name = fields.String(dump_only=True, allow_none=True)
+    park_name = fields.Function(
+        lambda t: t.park.name if getattr(t, "park", None) else None, dump_only=True, allow_none=True
+    )
     district = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     industry = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
