@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) -m flask --app wsgi db-upgrade
-	$(PY) -m flask --app wsgi seed-demo
+	PUBLIC_BASE_URL=http://$(HOST):$(PORT) $(PY) -m flask --app wsgi seed-demo
 	$(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT)
 
 lint: install

@@ -22,10 +22,18 @@ def seed_demo() -> None:
 
     with db.session_scope() as session:
         created = seed(session)
-    if created:
-        click.echo("演示数据已载入。")
-    else:
-        click.echo("演示数据已存在，未作改动。")
+    click.echo("演示数据已载入。" if created else "演示数据已存在，未作改动。")
+    _print_accounts()
+
+
+def _print_accounts() -> None:
+    from server.demo import DEMO_ACCOUNTS, DEMO_PASSWORD
+
+    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
+    click.echo(f"接口文档与登录：{base}/api/docs （POST {base}/api/v1/auth/login）")
+    click.echo(f"演示账号（密码均为 {DEMO_PASSWORD}）：")
+    for username, _role, label in DEMO_ACCOUNTS:
+        click.echo(f"  {username:<12} {label}")
 
 
 def init_app(app: Flask) -> None:
