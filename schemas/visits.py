@@ -8,8 +8,22 @@ from schemas.common import LocalDateTime, PageArgsSchema, WireSchema, version_fi
 from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, ServiceCategory, TargetKind
 
 SUMMARY_MAX = 20_000
+ATTACHMENTS_MAX = 50
+SHA256 = validate.Regexp(r"^[0-9a-f]{64}$", error="A lowercase hex SHA-256.")
 DESCRIPTION_MAX = 5_000
 PROBLEMS_MAX = 50
+
+
+class AttachmentRefSchema(WireSchema):
+    """A photo or file of a visit, named by the SHA-256 of its bytes (which travel separately)."""
+
+    id = fields.UUID(required=True, metadata={"description": "Client-generated UUID"})
+    sha256 = fields.String(required=True, validate=SHA256)
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    content_type = fields.String(required=True, validate=validate.Length(min=3, max=100))
+    size = fields.Integer(required=True, validate=validate.Range(0, 2**40))
+    caption = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
 
 
 class ProblemNoteSchema(WireSchema):
@@ -39,6 +53,12 @@ class VisitNoteSchema(WireSchema):
     problems = fields.List(
         fields.Nested(ProblemNoteSchema), load_default=list, validate=validate.Length(max=PROBLEMS_MAX)
     )
+    attachments = fields.List(
+        fields.Nested(AttachmentRefSchema),
+        load_default=list,
+        validate=validate.Length(max=ATTACHMENTS_MAX),
+        metadata={"description": "Photos and files, by hash; their bytes are uploaded separately (tus)"},
+    )
 
     @validates_schema
     def _distinct(self, data: dict, **_kwargs: object) -> None:
@@ -48,6 +68,9 @@ class VisitNoteSchema(WireSchema):
         ids = [p["id"] for p in data.get("problems") or [] if p.get("id")]
         if len(set(ids)) != len(ids):
             raise ValidationError("Problem ids must be distinct.", "problems")
+        ids = [a["id"] for a in data.get("attachments") or []]
+        if len(set(ids)) != len(ids):
+            raise ValidationError("Attachment ids must be distinct.", "attachments")
 
 
 class VisitUpdateSchema(WireSchema):
@@ -85,6 +108,18 @@ class ProblemSchema(WireSchema):
     updated_at = LocalDateTime()
 
 
+class AttachmentSchema(WireSchema):
+    id = fields.UUID()
+    visit_id = fields.UUID()
+    sha256 = fields.String()
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    caption = fields.String(allow_none=True)
+    status = fields.String(metadata={"enum": ["pending", "available"], "description": "pending until the bytes arrive"})
+    created_at = LocalDateTime()
+
+
 class VisitSchema(WireSchema):
     id = fields.UUID()
     campaign_id = fields.UUID()
@@ -100,6 +135,7 @@ class VisitSchema(WireSchema):
     longitude = fields.Float(allow_none=True)
     location_text = fields.String(allow_none=True)
     problems = fields.List(fields.Nested(ProblemSchema))
+    attachments = fields.List(fields.Nested(AttachmentSchema))
     version = fields.Integer()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()

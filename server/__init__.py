@@ -29,6 +29,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from server.extensions import limiter
 
     db.init_app(app)
+    from server.services import changes
+
+    for key in ("db_sessionmaker", "db_writer_sessionmaker"):
+        changes.install(app.extensions[key])  # number every write for the devices' pull
     limiter.init_app(app)
     errors.register(app)
     init_api(app)

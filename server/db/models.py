@@ -110,6 +110,12 @@ class Device(Base):
     app_version: Mapped[str | None] = mapped_column(String(40))
     revoked_at: Mapped[dt.datetime | None]
     revoked_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    # Sync state (docs/sync-protocol.md): the last seq applied, committed with the changes.
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    queue_depth: Mapped[int | None]
+    protocol_version: Mapped[int | None]
+    last_push_at: Mapped[dt.datetime | None]
+    last_pull_at: Mapped[dt.datetime | None]
 
     # Relationships also order the INSERTs of one flush (a device before its token).
     user: Mapped[User] = relationship(foreign_keys=[user_id])
@@ -213,6 +219,9 @@ class Visit(Timestamped, Base):
     problems: Mapped[list[Problem]] = relationship(
         back_populates="visit", order_by="Problem.position", cascade="all, delete-orphan"
     )
+    attachments: Mapped[list[VisitAttachment]] = relationship(
+        back_populates="visit", order_by="VisitAttachment.created_at", cascade="all, delete-orphan"
+    )
     target: Mapped[Target] = relationship(lazy="joined", innerjoin=True)
     cadre: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
@@ -254,6 +263,130 @@ class Problem(Timestamped, Base):
 
     visit: Mapped[Visit] = relationship(back_populates="problems")
     target: Mapped[Target] = relationship(lazy="joined", innerjoin=True)
+
+
+class Attachment(Base):
+    """The bytes of a photo or file, stored once by their SHA-256 (instance/attachments/)."""
+
+    __tablename__ = "attachments"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    uploaded_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+
+
+class VisitAttachment(Base):
+    """A visit's reference to a file by hash; pending until the file's bytes have arrived."""
+
+    __tablename__ = "visit_attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    visit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    caption: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    visit: Mapped[Visit] = relationship(back_populates="attachments")
+    blob: Mapped[Attachment | None] = relationship(
+        primaryjoin="foreign(VisitAttachment.sha256) == Attachment.sha256", lazy="joined", viewonly=True
+    )
+
+    @property
+    def status(self) -> str:
+        return "available" if self.blob is not None else "pending"
+
+
+class Upload(Base):
+    """A tus upload in progress (docs/sync-protocol.md); its bytes sit in instance/uploads/."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    filename: Mapped[str | None] = mapped_column(String(200))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    device_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[dt.datetime | None]
+
+
+class SyncCounter(Base):
+    """One row: the last change number handed out. Its row lock orders change numbers by commit."""
+
+    __tablename__ = "sync_counter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChangeLogEntry(Base):
+    """The latest change of each record, numbered in commit order; devices pull from a number on."""
+
+    __tablename__ = "change_log"
+    __table_args__ = (
+        Index("ix_change_log_owner_change_no", "owner_id", "change_no"),
+        Index("ix_change_log_target_change_no", "target_id", "change_no"),
+        Index("ix_change_log_scope_change_no", "scope", "change_no"),
+    )
+
+    entity: Mapped[str] = mapped_column(String(24), primary_key=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    change_no: Mapped[int] = mapped_column(BigInteger, unique=True)
+    op: Mapped[str] = mapped_column(String(8))
+    # Who receives it: 'all' (reference data), or by owner / target (docs/sync-protocol.md).
+    scope: Mapped[str] = mapped_column(String(8))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column()
+    target_id: Mapped[uuid.UUID | None] = mapped_column()
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SyncChange(Base):
+    """Every change a device pushed, with its result: replays answer from here, rejections stay here."""
+
+    __tablename__ = "sync_changes"
+    __table_args__ = (Index("ix_sync_changes_status_received", "status", "received_at"),)
+
+    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    record_id: Mapped[uuid.UUID] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12))
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SyncConflict(Base):
+    """An edit based on a version that was no longer current: both versions are kept."""
+
+    __tablename__ = "sync_conflicts"
+    __table_args__ = (Index("ix_sync_conflicts_status_created", "status", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entity: Mapped[str] = mapped_column(String(24))
+    record_id: Mapped[uuid.UUID] = mapped_column()
+    base_version: Mapped[int]
+    server_version: Mapped[int]
+    device_payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    server_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolved_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class SearchEntry(Base):

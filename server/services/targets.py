@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from schemas.enums import Role, TargetKind
@@ -92,7 +92,8 @@ def delete_target(session: Session, actor: Actor, target_id: uuid.UUID) -> None:
         raise ApiError(409, "The target has visits; deactivate it instead.", code="target_in_use")
     if session.scalar(select(exists().where(Target.park_id == target.id))):
         raise ApiError(409, "Targets sit in this park; move them first.", code="target_in_use")
-    session.execute(delete(PortfolioEntry).where(PortfolioEntry.target_id == target.id))
+    for entry in session.scalars(select(PortfolioEntry).where(PortfolioEntry.target_id == target.id)):
+        session.delete(entry)  # through the ORM, so devices get the tombstones
     session.delete(target)
     audit.record(session, actor, "delete", "target", target.id, audit.snapshot(target, FIELDS))
 
@@ -122,9 +123,10 @@ def set_portfolio(session: Session, actor: Actor, user_id: uuid.UUID, target_ids
     current = set(portfolio(session, user_id))
     added, removed = wanted - current, current - wanted
     if removed:
-        session.execute(
-            delete(PortfolioEntry).where(PortfolioEntry.user_id == user_id, PortfolioEntry.target_id.in_(removed))
-        )
+        for entry in session.scalars(
+            select(PortfolioEntry).where(PortfolioEntry.user_id == user_id, PortfolioEntry.target_id.in_(removed))
+        ):
+            session.delete(entry)  # through the ORM, so devices get the tombstones
     for target_id in sorted(added):
         session.add(PortfolioEntry(user_id=user_id, target_id=target_id))
     if added or removed:

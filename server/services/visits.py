@@ -9,7 +9,7 @@ from sqlalchemy import Select, Text, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from schemas.enums import Role
-from server.db.models import Campaign, PortfolioEntry, Problem, Target, Visit
+from server.db.models import Campaign, PortfolioEntry, Problem, Target, Visit, VisitAttachment
 from server.domain.periods import day_bounds
 from server.errors import ApiError, forbidden, invalid, not_found
 from server.services import audit, search
@@ -68,7 +68,10 @@ def _same_note(visit: Visit, data: dict[str, Any]) -> bool:
         (sid is None or sid == pid) and (scat, sdesc) == (pcat, pdesc)
         for (pid, pcat, pdesc), (sid, scat, sdesc) in zip(problems, sent, strict=True)
     )
-    return mine == theirs and same_problems
+    # Attachments added later (attachment.add) may follow the note; the note's own must be there.
+    stored = {a.id: a.sha256 for a in visit.attachments}
+    same_attachments = all(stored.get(a["id"]) == a["sha256"] for a in data.get("attachments", []))
+    return mine == theirs and same_problems and same_attachments
 
 
 def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[Visit, bool]:
@@ -86,18 +89,43 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
         raise ApiError(409, "A different visit note with this id exists.", code="id_taken")
     _check_refs(session, data)
     problems = data.pop("problems")
+    attachments = data.pop("attachments", [])
     data["service_categories"] = [c.value for c in data["service_categories"]]
     visit = Visit(**{**data, "id": visit_id}, cadre_id=actor.user_id, device_id=actor.device_id)
     session.add(visit)
     for position, p in enumerate(problems):
         _add_problem(visit, p, position)
+    for a in attachments:
+        _check_attachment_id(session, a["id"])
+        visit.attachments.append(VisitAttachment(**a))
     session.flush()
     _index(session, visit)
     audit.record(
         session, actor, "create", "visit", visit.id,
-        audit.snapshot(visit, VISIT_FIELDS) | {"problems": [str(p.id) for p in visit.problems]},
+        audit.snapshot(visit, VISIT_FIELDS)
+        | {"problems": [str(p.id) for p in visit.problems], "attachments": [a.sha256 for a in visit.attachments]},
     )  # fmt: skip
     return visit, True
+
+
+def _check_attachment_id(session: Session, attachment_id: uuid.UUID) -> None:
+    if session.get(VisitAttachment, attachment_id) is not None:
+        raise ApiError(409, "An attachment with this id exists.", code="id_taken")
+
+
+def add_attachment(session: Session, actor: Actor, visit_id: uuid.UUID, data: dict[str, Any]) -> VisitAttachment:
+    """Attach a file (by hash) to your own visit; its bytes may arrive later."""
+    visit = _own_visit(session, actor, visit_id)
+    existing = session.get(VisitAttachment, data["id"])
+    if existing is not None:
+        if existing.visit_id == visit.id and existing.sha256 == data["sha256"]:
+            return existing
+        raise ApiError(409, "An attachment with this id exists.", code="id_taken")
+    attachment = VisitAttachment(**data)
+    visit.attachments.append(attachment)
+    session.flush()
+    audit.record(session, actor, "create", "attachment", attachment.id, {"visit_id": visit.id, **data})
+    return attachment
 
 
 def _add_problem(visit: Visit, p: dict[str, Any], position: int) -> Problem:

@@ -1,0 +1,153 @@
+"""The change log that devices pull from: every write is numbered in commit order.
+
+Session events note which synced records a transaction inserted, updated or deleted. Just
+before the transaction commits, it takes that many numbers from the one-row `sync_counter`
+(UPDATE … RETURNING, whose row lock it holds until COMMIT) and upserts one `change_log` row
+per record. Because the lock is held until commit, numbers become visible in commit order:
+a device that pulled up to N can never later find a committed change numbered below N that
+it did not see. See docs/sync-protocol.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.db.models import (
+    Campaign,
+    ChangeLogEntry,
+    Department,
+    PortfolioEntry,
+    Problem,
+    SyncConflict,
+    SyncCounter,
+    Target,
+    Visit,
+    VisitAttachment,
+)
+from server.db.types import utcnow
+
+PENDING = "pending_changes"
+# A hook for tests: called inside the transaction after numbers are taken, before COMMIT.
+AFTER_NUMBERING = "after_numbering"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who receives a record: everyone ('all'), its owner ('owner'), or owner + portfolio ('target')."""
+
+    scope: str
+    owner_id: uuid.UUID | None
+    target_id: uuid.UUID | None
+
+
+def _attachment_scope(a: VisitAttachment) -> Scope:
+    visit = a.visit
+    return Scope("target", visit.cadre_id if visit else None, visit.target_id if visit else None)
+
+
+# entity name and scope of every model that devices receive.
+SYNCED: dict[type, tuple[str, Callable[[Any], Scope]]] = {
+    Department: ("department", lambda o: Scope("all", None, None)),
+    Campaign: ("campaign", lambda o: Scope("all", None, None)),
+    Target: ("target", lambda o: Scope("all", None, o.id)),
+    PortfolioEntry: ("portfolio_entry", lambda o: Scope("owner", o.user_id, o.target_id)),
+    Visit: ("visit", lambda o: Scope("target", o.cadre_id, o.target_id)),
+    Problem: ("problem", lambda o: Scope("target", o.cadre_id, o.target_id)),
+    VisitAttachment: ("attachment", _attachment_scope),
+    SyncConflict: ("conflict", lambda o: Scope("owner", o.user_id, None)),
+}
+
+
+def register(entity_class: type, name: str, scope: Callable[[Any], Scope]) -> None:
+    """Let another module's model be synced (e.g. follow-ups)."""
+    SYNCED[entity_class] = (name, scope)
+
+
+def _note(session: Session, obj: Any, op: str) -> None:
+    spec = SYNCED.get(type(obj))
+    if spec is None:
+        return
+    name, scope_of = spec
+    pending: dict[tuple[str, uuid.UUID], tuple[str, Scope]] = session.info.setdefault(PENDING, {})
+    pending[(name, obj.id)] = (op, scope_of(obj))
+
+
+def _after_flush(session: Session, _context: Any) -> None:
+    for obj in session.new:
+        _note(session, obj, "upsert")
+    for obj in session.dirty:
+        if session.is_modified(obj, include_collections=False):
+            _note(session, obj, "upsert")
+    for obj in session.deleted:
+        _note(session, obj, "delete")
+
+
+def _before_commit(session: Session) -> None:
+    session.flush()
+    pending = session.info.pop(PENDING, None)
+    if not pending:
+        return
+    last = session.execute(
+        update(SyncCounter).where(SyncCounter.id == 1).values(value=SyncCounter.value + len(pending))
+        .returning(SyncCounter.value)
+    ).scalar_one()  # fmt: skip
+    now = utcnow()
+    rows = [
+        {
+            "entity": entity,
+            "record_id": record_id,
+            "change_no": number,
+            "op": op,
+            "scope": scope.scope,
+            "owner_id": scope.owner_id,
+            "target_id": scope.target_id,
+            "changed_at": now,
+        }
+        for number, ((entity, record_id), (op, scope)) in enumerate(pending.items(), start=last - len(pending) + 1)
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ChangeLogEntry)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["entity", "record_id"],
+            set_={c: stmt.excluded[c] for c in ("change_no", "op", "scope", "owner_id", "target_id", "changed_at")},
+        ),
+        rows,
+    )
+    hook = session.info.get(AFTER_NUMBERING)
+    if hook is not None:
+        hook(session)
+
+
+def _after_rollback(session: Session) -> None:
+    if not session.in_transaction():
+        session.info.pop(PENDING, None)
+
+
+def install(maker: sessionmaker[Session]) -> None:
+    """Record changes for every session `maker` makes."""
+    event.listen(maker, "after_flush", _after_flush)
+    event.listen(maker, "before_commit", _before_commit)
+    event.listen(maker, "after_soft_rollback", lambda s, _t: _after_rollback(s))
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A SAVEPOINT whose rollback also forgets the changes noted inside it."""
+    noted = dict(session.info.get(PENDING, {}))
+    try:
+        with session.begin_nested():
+            yield
+            session.flush()
+    except BaseException:
+        session.info[PENDING] = noted
+        raise
