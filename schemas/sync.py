@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
@@ -71,7 +72,7 @@ class PushSchema(WireSchema):
     @validates_schema
     def _contiguous(self, data: dict[str, Any], **_kwargs: Any) -> None:
         seqs = [c["seq"] for c in data.get("changes") or []]
-        if any(b != a + 1 for a, b in zip(seqs, seqs[1:], strict=False)):
+        if any(b != a + 1 for a, b in itertools.pairwise(seqs)):
             raise ValidationError("The changes of a batch must have consecutive seq numbers.", "changes")
 
 
@@ -92,7 +93,9 @@ class PushResultSchema(WireSchema):
     last_seq = fields.Integer(required=True, metadata={"description": "The last seq the server has applied"})
     results = fields.List(fields.Nested(ChangeResultSchema), required=True)
     upgrade_required = fields.Boolean(metadata={"description": "The app is older than the server accepts"})
-    missing_attachments = fields.List(fields.String(), metadata={"description": "SHA-256 of referenced files the server lacks"})
+    missing_attachments = fields.List(
+        fields.String(), metadata={"description": "SHA-256 of referenced files the server lacks"}
+    )
 
 
 class BackfillSchema(WireSchema):

@@ -25,7 +25,6 @@ class AttachmentRefSchema(WireSchema):
     caption = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 
-
 class ProblemNoteSchema(WireSchema):
     """A problem as the cadre writes it in a visit note."""
 

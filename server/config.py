@@ -25,6 +25,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PAGE_SIZE_MAX": (500, int),
     "LOG_LEVEL": ("INFO", str),
     "TRUST_PROXY": (False, _bool),
+    "MIN_CLIENT_VERSION": ("0.1.0", str),
 }
 
 

@@ -53,9 +53,9 @@ def gen_user(session: Session, role: Role = Role.cadre, **kw: Any) -> User:
     return user
 
 
-def gen_token(session: Session, user: User, *, days: int = 30) -> str:
+def gen_token(session: Session, user: User, *, days: int = 30, device_id: uuid.UUID | None = None) -> str:
     """A valid bearer token on a new device of `user`."""
-    device = Device(user_id=user.id, name="test phone")
+    device = Device(id=device_id or uuid.uuid4(), user_id=user.id, name="test phone")
     session.add(device)
     session.flush()
     token = secrets.token_urlsafe(32)
@@ -125,6 +125,7 @@ class World:
     campaign: uuid.UUID
     users: dict[str, uuid.UUID]
     tokens: dict[str, str]
+    devices: dict[str, uuid.UUID]
 
     def headers(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -149,6 +150,7 @@ def world(session: Session) -> World:
     campaign = gen_campaign(session)
     users: dict[str, uuid.UUID] = {}
     tokens: dict[str, str] = {}
+    devices: dict[str, uuid.UUID] = {}
     for who, role in ROLES.items():
         kw: dict[str, Any] = {"username": who}
         if who == "staff":
@@ -157,6 +159,7 @@ def world(session: Session) -> World:
             kw["department_id"] = other.id
         user = gen_user(session, role, **kw)
         users[who] = user.id
-        tokens[who] = gen_token(session, user)
+        devices[who] = uuid.uuid4()
+        tokens[who] = gen_token(session, user, device_id=devices[who])
     session.add(PortfolioEntry(user_id=users["cadre"], target_id=firm.id))
-    return World(dept.id, other.id, park.id, firm.id, project.id, campaign.id, users, tokens)
+    return World(dept.id, other.id, park.id, firm.id, project.id, campaign.id, users, tokens, devices)

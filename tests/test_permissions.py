@@ -17,6 +17,7 @@ import pytest
 from server import db
 from server.db.models import Problem
 from tests.factories import visit_note
+from tests.sync_helpers import CLIENT
 
 WHO = ["anonymous", "cadre", "other_cadre", "supervisor", "staff", "other_staff", "admin"]
 
@@ -26,6 +27,8 @@ class Ctx:
     world: Any
     visit: dict[str, Any]
     spare: dict[str, Any]  # a visit of `cadre` that nobody acted on
+    conflict: str = ""  # an open sync conflict of `cadre`
+    device_of: Any = None  # the device of the caller's token (set per case)
 
     def version(self, client, url: str) -> int:
         return client.get(url, headers=self.world.headers("admin")).json["version"]
@@ -38,6 +41,7 @@ class Case:
     expect: dict[str, int]
     body: Callable[[Ctx, Any], Any] | None = None
     files: bool = False
+    headers: dict[str, str] | None = None
 
 
 def everyone(status: int, **overrides: int) -> dict[str, int]:
@@ -178,6 +182,29 @@ CASES: dict[str, Case] = {
         lambda c, cl: {"description": "招工难，一线工人缺口50人。", "version": 1},
     ),
     "reports.summary": Case("GET", lambda c: "/api/v1/reports/summary", only({"supervisor": 200, "admin": 200})),
+    "sync.push": Case(
+        "POST",
+        lambda c: "/api/v1/sync/push",
+        only({"cadre": 200, "other_cadre": 200, "supervisor": 200}),
+        lambda c, cl: {"device_id": str(c.device_of), "changes": []},
+        headers=CLIENT,
+    ),
+    "sync.pull": Case(
+        "POST",
+        lambda c: "/api/v1/sync/pull",
+        only({"cadre": 200, "other_cadre": 200, "supervisor": 200}),
+        lambda c, cl: {"cursor": "0"},
+        headers=CLIENT,
+    ),
+    "sync.devices": Case("GET", lambda c: "/api/v1/sync/devices", everyone(200, staff=403, other_staff=403)),
+    "sync.rejections": Case("GET", lambda c: "/api/v1/sync/rejections", everyone(200, staff=403, other_staff=403)),
+    "sync.conflicts": Case("GET", lambda c: "/api/v1/sync/conflicts", everyone(200, staff=403, other_staff=403)),
+    "sync.resolve": Case(
+        "POST",
+        lambda c: f"/api/v1/sync/conflicts/{c.conflict}/resolve",
+        only({"cadre": 200, "supervisor": 200, "admin": 200}, denied=404),
+        lambda c, cl: {"resolution": "keep_server"},
+    ),
 }
 # Role denials come before row checks, except for the rows a role may not even know exist.
 for name in ("visits.list", "visits.get", "visits.update", "visits.delete", "visits.add_problem"):
@@ -217,6 +244,7 @@ def _rule_of(case: Case) -> str:
         ),
         visit={"id": "<uuid:visit_id>", "problems": [{"id": "<uuid:problem_id>"}] * 2},
         spare={"id": "<uuid:visit_id>"},
+        conflict="<uuid:conflict_id>",
     )
     return case.url(fake).split("?")[0]
 
@@ -231,7 +259,24 @@ def ctx(app, client, world) -> Ctx:
     with app.app_context(), db.session_scope() as s:
         s.get(Problem, uuid.UUID(visit["problems"][0]["id"])).department_id = world.dept
     spare = client.post("/api/v1/visits", json=visit_note(world, problems=[]), headers=world.headers("cadre")).json
-    return Ctx(world, visit, spare)
+    # An edit from the cadre's phone based on an old version: an open conflict.
+    client.patch(
+        f"/api/v1/visits/{spare['id']}", json={"summary": "改过", "version": 1}, headers=world.headers("cadre")
+    )
+    push = {
+        "device_id": str(world.devices["cadre"]),
+        "changes": [
+            {
+                "seq": 1,
+                "kind": "visit.update",
+                "record_id": spare["id"],
+                "base_version": 1,
+                "payload": {"summary": "旧"},
+            }
+        ],
+    }
+    r = client.post("/api/v1/sync/push", json=push, headers=world.headers("cadre") | CLIENT)
+    return Ctx(world, visit, spare, conflict=r.json["results"][0]["conflict_id"])
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -239,6 +284,8 @@ def ctx(app, client, world) -> Ctx:
 def test_route_by_role(client, ctx: Ctx, name: str, who: str) -> None:
     case = CASES[name]
     headers = {} if who == "anonymous" else ctx.world.headers(who)
+    headers |= case.headers or {}
+    ctx.device_of = ctx.world.devices.get(who)
     kwargs: dict[str, Any] = {"headers": headers}
     if case.body is not None:
         body = case.body(ctx, client)

@@ -10,10 +10,13 @@ from werkzeug.exceptions import HTTPException
 
 from schemas.common import ErrorSchema
 from server import errors
+from server.api.security import current_actor
 
 API_PREFIX = "/api/v1"
 # Views that take something other than JSON (file uploads) set this attribute on their class.
 ACCEPTS_NON_JSON = "accepts_non_json"
+# Views anyone may call without a token (login, version) set this attribute on their class.
+PUBLIC = "public"
 
 
 class Api(SmorestApi):
@@ -21,6 +24,14 @@ class Api(SmorestApi):
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.from_http_exception(error)
+
+
+def _authenticate() -> None:
+    """Every API view needs a valid token unless it is public: 401 before the body is even read."""
+    if request.path.startswith(API_PREFIX) and request.endpoint and request.method != "OPTIONS":
+        view = _view_class()
+        if view is not None and not getattr(view, PUBLIC, False):
+            current_actor()
 
 
 def _require_json() -> Response | None:
@@ -63,10 +74,11 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    from server.api import auth, directory, health, meta, problems, reports, targets, visits
+    from server.api import auth, directory, health, meta, problems, reports, sync, targets, visits
 
-    for module in (meta, auth, directory, targets, visits, problems, reports):
+    for module in (meta, auth, directory, targets, visits, problems, reports, sync):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.PREFIX)
     app.register_blueprint(health.bp)
+    app.before_request(_authenticate)
     app.before_request(_require_json)
     return api

@@ -27,6 +27,8 @@ def _login_limit() -> str:
 
 @blp.route("/auth/login")
 class Login(MethodView):
+    public = True  # server.api.PUBLIC: no token needed
+
     decorators = [limiter.limit(_login_limit), limiter.limit(_login_limit, key_func=login_username_key)]
 
     @blp.doc(security=[])

@@ -23,6 +23,8 @@ class VersionSchema(Schema):
 
 @blp.route("/version")
 class Version(MethodView):
+    public = True  # server.api.PUBLIC: no token needed
+
     @blp.doc(security=[])
     @blp.response(200, VersionSchema)
     def get(self) -> dict[str, Any]:

@@ -85,6 +85,17 @@ def _close_session(_exc: BaseException | None) -> None:
 
 
 @contextlib.contextmanager
+def read_session(app: Flask | None = None) -> Iterator[Session]:
+    """A read-only transaction of its own (one snapshot on SQLite; never takes the write lock)."""
+    maker = (app or current_app).extensions["db_sessionmaker"]
+    with maker() as s:
+        try:
+            yield s
+        finally:
+            s.rollback()
+
+
+@contextlib.contextmanager
 def session_scope(app: Flask | None = None) -> Iterator[Session]:
     """A session outside requests (jobs, CLI): commits on success, rolls back on error."""
     maker = (app or current_app).extensions["db_writer_sessionmaker"]

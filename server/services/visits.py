@@ -94,6 +94,8 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
     visit = Visit(**{**data, "id": visit_id}, cadre_id=actor.user_id, device_id=actor.device_id)
     session.add(visit)
     for position, p in enumerate(problems):
+        if p.get("id") and session.get(Problem, p["id"]) is not None:
+            raise ApiError(409, "A problem with this id exists.", code="id_taken")
         _add_problem(visit, p, position)
     for a in attachments:
         _check_attachment_id(session, a["id"])
