@@ -421,3 +421,8 @@ class AuditEntry(Base):
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     request_id: Mapped[str | None] = mapped_column(String(64))
     remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
+# The referral workflow's tables live in their own module; import them so that the metadata
+# (and Alembic's autogenerate) sees every table.
+from server.db import followup_models as _followup_models  # noqa: E402, F401
