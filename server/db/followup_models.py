@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from server.db.models import BigId, Base, Department, Problem, Timestamped
+from server.db.models import Base, BigId, Department, Problem, Timestamped
 from server.db.types import new_id, utcnow
 
 
@@ -46,8 +46,6 @@ class ReferralCounter(Base):
 
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
-
-
 
 
 class Referral(Timestamped, Base):
