@@ -426,3 +426,21 @@ class AuditEntry(Base):
 # The referral workflow's tables live in their own module; import them so that the metadata
 # (and Alembic's autogenerate) sees every table.
 from server.db import followup_models as _followup_models  # noqa: E402, F401
+
+
+class ConsoleSession(Base):
+    """A browser's login to the web console; the cookie holds a random id, stored here as a hash.
+
+    Server-side, so that logging out (or an admin deactivating the user) ends it at once.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
