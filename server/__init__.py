@@ -36,6 +36,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     errors.register(app)
     init_api(app)
+    from server import console
+
+    console.init_app(app)
     cli.init_app(app)
 
     @app.after_request

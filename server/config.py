@@ -12,6 +12,11 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _list(value: str) -> tuple[str, ...]:
+    """A comma-separated list, e.g. of content types."""
+    return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+
+
 # name -> (default, parser). Every name here is documented in .env.example (a test checks).
 SETTINGS: dict[str, tuple[Any, Any]] = {
     "SECRET_KEY": (None, str),
@@ -25,7 +30,32 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "PAGE_SIZE_MAX": (500, int),
     "LOG_LEVEL": ("INFO", str),
     "TRUST_PROXY": (False, _bool),
+    "INSTANCE_PATH": (None, str),
+    "ATTACHMENT_MAX_BYTES": (20 * 1024 * 1024, int),
+    "ATTACHMENT_TYPES": (
+        ("image/jpeg", "image/png", "image/heic", "image/webp", "application/pdf"),
+        _list,
+    ),
     "MIN_CLIENT_VERSION": ("0.1.0", str),
+    "CONSOLE_SESSION_HOURS": (12, int),
+    "SESSION_COOKIE_SECURE": (False, _bool),
+    # Mail (server/mail, docs/scheduler-and-mail.md).
+    "MAIL_TRANSPORT": ("file", str),
+    "MAIL_FROM": ("三走进三服务 <noreply@localhost>", str),
+    "SMTP_HOST": ("localhost", str),
+    "SMTP_PORT": (0, int),
+    "SMTP_SECURITY": ("starttls", str),
+    "SMTP_USERNAME": (None, str),
+    "SMTP_PASSWORD": (None, str),
+    "SMTP_TIMEOUT": (30.0, float),
+    "MAIL_MAX_ATTEMPTS": (10, int),
+    "MAIL_RETRY_SECONDS": (300, int),
+    "MAIL_RETRY_MAX_SECONDS": (6 * 3600, int),
+    # The scheduler (server/jobs): one process, `flask --app wsgi scheduler`.
+    "SCHEDULER_SWEEP_MINUTES": (5, int),
+    "SCHEDULER_SWEEP_HOURS": ("8-19", str),
+    "SCHEDULER_LEASE_SECONDS": (60, int),
+    "REMIND_BEFORE_WORKDAYS": (2, int),
 }
 
 
@@ -37,6 +67,8 @@ def load(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[st
         config[name] = parse(raw) if raw not in (None, "") else default
     if overrides:
         config.update(overrides)
+    # Flask's instance path unless INSTANCE_PATH moves everything the server writes elsewhere.
+    instance_path = config["INSTANCE_PATH"] or instance_path
     if not config["DATABASE_URL"]:
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "fieldvisit.db")
     if not config["SECRET_KEY"]:

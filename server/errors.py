@@ -111,12 +111,66 @@ def body(
     return out
 
 
+TITLES = {
+    400: "请求有误",
+    401: "请先登录",
+    403: "无权访问",
+    404: "页面不存在",
+    405: "不支持的操作",
+    409: "数据已变化",
+    413: "内容过大",
+    415: "格式不支持",
+    422: "填写有误",
+    429: "操作过于频繁",
+    500: "系统出错",
+    503: "服务暂不可用",
+}
+MESSAGES_ZH = {
+    400: "请求无法识别，请返回后重试。",
+    401: "登录已失效，请重新登录。",
+    403: "您的角色无权进行此操作。",
+    404: "您要找的页面或记录不存在，或您无权查看。",
+    405: "此页面不支持该操作。",
+    409: "数据已被他人修改，请刷新后再试。",
+    413: "上传的内容过大。",
+    415: "文件或内容格式不受支持。",
+    422: "提交的内容有误，请检查后重试。",
+    429: "操作过于频繁，请稍后再试。",
+    500: "系统出现错误，已记录，请稍后重试。",
+    503: "服务暂时不可用，请稍后重试。",
+}
+
+
+def wants_html() -> bool:
+    """Console pages get HTML error pages; the API (and health checks) get the JSON body."""
+    path = request.path
+    return not (path.startswith("/api/") or path == "/api" or path == "/healthz" or path.startswith("/static/"))
+
+
 def response(status: int, headers: dict[str, str] | None = None, **kwargs: Any) -> Response:
+    if wants_html():
+        from flask import render_template
+
+        message = kwargs.get("message") if status in (403, 409, 422) and _is_chinese(kwargs.get("message")) else None
+        html = render_template(
+            "console/error.html",
+            status=status,
+            title=TITLES.get(status, "出错了"),
+            message=message or MESSAGES_ZH.get(status, "出错了。"),
+        )
+        resp = Response(html, status=status, mimetype="text/html")
+        for k, v in (headers or {}).items():
+            resp.headers[k] = v
+        return resp
     resp = jsonify(body(status, **kwargs))
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+def _is_chinese(text: Any) -> bool:
+    return isinstance(text, str) and any("\u4e00" <= ch <= "\u9fff" for ch in text)
 
 
 def _flatten_webargs(messages: Any) -> dict[str, Any]:

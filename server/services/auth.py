@@ -40,6 +40,18 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def check_password(session: Session, username: str, password: str) -> User:
+    """The active user with this username and password, or 401 (the same answer for any failure)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        _verify(_DUMMY_HASH, password)  # as slow as a real check: no user enumeration by timing
+    if user is None or not user.active or not _verify(user.password_hash, password):
+        raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
 @dataclass(frozen=True)
 class Login:
     token: str
@@ -60,13 +72,7 @@ def login(
     remote_addr: str | None = None,
 ) -> Login:
     """Check the password and issue a token bound to the device (registered on first login)."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        _verify(_DUMMY_HASH, password)
-    if user is None or not user.active or not _verify(user.password_hash, password):
-        raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    user = check_password(session, username, password)
     now = utcnow()
     device = session.get(Device, device_id) if device_id else None
     if device is None:
