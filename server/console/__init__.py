@@ -18,7 +18,6 @@ from flask_wtf.csrf import CSRFProtect
 
 from schemas.common import SHANGHAI
 from schemas.enums import Role
-from server import db
 from server.db.models import User
 from server.services.actors import Actor
 from server.services.console_sessions import user_for
@@ -49,7 +48,7 @@ def current_user() -> User | None:
                 if user is not None:
                     s.expunge(user)
                 g.console_user = user
-    return g.console_user  # type: ignore[no-any-return]
+    return g.console_user
 
 
 def actor() -> Actor:

@@ -23,7 +23,7 @@ def dashboard() -> Any:
     try:
         args = SummaryArgsSchema().load(raw)
     except ValidationError as e:
-        errors = e.normalized_messages()  # type: ignore[assignment]
+        errors = e.normalized_messages()
         args = {"campaign": None, "from_": None, "to": None}
     session = db.session()
     data = figures.dashboard(session, actor(), args["campaign"], args["from_"], args["to"])

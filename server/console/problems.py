@@ -28,7 +28,7 @@ def _args() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     try:
         return raw, ProblemListArgsSchema().load(raw), {}
     except ValidationError as e:
-        return raw, ProblemListArgsSchema().load({}), e.normalized_messages()  # type: ignore[return-value]
+        return raw, ProblemListArgsSchema().load({}), e.normalized_messages()
 
 
 @bp.get("/problems")
@@ -58,7 +58,7 @@ def problems() -> Any:
 @login_required()
 def problems_xlsx() -> Response:
     """The filtered list as a spreadsheet with Chinese headers."""
-    raw, args, _errors = _args()
+    _raw, args, _errors = _args()
     session = db.session()
     departments = {d.id: d.name for d in session.scalars(select(Department))}
     rows: list[list[Any]] = [["提出时间", "走访对象", "类别", "问题描述", "承办部门", "状态", "办理结果", "说明"]]
@@ -72,7 +72,7 @@ def problems_xlsx() -> Response:
                     p.target.name,
                     p.category.label,
                     p.description,
-                    departments.get(p.department_id, ""),
+                    departments.get(p.department_id, "") if p.department_id else "",
                     p.status.label,
                     p.outcome.label if p.outcome else "",
                     p.outcome_reason or p.outcome_note or "",

@@ -59,7 +59,7 @@ def user_for(session: Session, sid: str) -> User | None:
     cs, user = row
     if cs.revoked_at is not None or cs.expires_at <= utcnow() or not user.active:
         return None
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 def close_session(session: Session, sid: str) -> None:
