@@ -10,6 +10,6 @@
       labels: data.labels,
       datasets: [{ data: data.values, backgroundColor: ["#2f7d32", "#b26a00", "#8a94a0", "#1a5fb4"] }]
     },
-    options: { plugins: { legend: { position: "bottom" } }, animation: false }
+    options: { aspectRatio: 2, plugins: { legend: { position: "bottom" } }, animation: false }
   });
 })();
