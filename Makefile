@@ -7,7 +7,7 @@ PORT ?= 5000
 # Parallel test workers (pytest-xdist).
 WORKERS ?= 2
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck screenshots bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -35,6 +35,10 @@ typecheck: install
 test: install lint typecheck
 	$(PY) -m pytest -n $(WORKERS)
 	TEST_DB=postgresql $(PY) -m pytest -n $(WORKERS) -m db
+
+# Screenshots of the main pages for the README (headless Chromium).
+screenshots: install
+	SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 bench: install
 	$(PY) -m bench.run_all
