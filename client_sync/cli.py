@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from client_sync.client import Client
 from client_sync.engine import Progress, SyncReport
 from client_sync.errors import LoginRequired, NoteInvalid, SyncError, TransportError, UsageError
 from client_sync.version import __version__
+from schemas.common import SHANGHAI
 
 PROG = "python -m client_sync"
 EXIT_CODES = {LoginRequired: 3, TransportError: 4, NoteInvalid: 5, UsageError: 2}
@@ -74,7 +76,16 @@ def cmd_targets(client: Client, args: argparse.Namespace) -> tuple[dict[str, Any
 
 
 def _when(value: str | None) -> str:
-    return (value or "")[:16].replace("T", " ")
+    """An ISO time as Beijing time, to the minute."""
+    if not value:
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is not None:
+        when = when.astimezone(SHANGHAI)
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def cmd_add(client: Client, args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

@@ -262,8 +262,10 @@ class Client:
         """A target id from its id, a unique id prefix, or its exact (or unique partial) name."""
         found = self.targets(query=text)
         exact = [t for t in found if t.get("name") == text or t.get("id") == text]
-        if len(exact) == 1 or len(found) == 1:
-            return str((exact or found)[0]["id"])
+        mine = [t for t in found if t["in_portfolio"]]
+        for candidates in (exact, found, mine):  # the cadre's own targets win a tie
+            if len(candidates) == 1:
+                return str(candidates[0]["id"])
         if not found and len(text) == 36:
             return text  # an id the device has not pulled: the schema and the server decide
         raise UsageError(
