@@ -201,6 +201,8 @@ class Visit(Timestamped, Base):
         Index("ix_visits_cadre_visited_at", "cadre_id", "visited_at"),
         Index("ix_visits_target_visited_at", "target_id", "visited_at"),
         Index("ix_visits_campaign_visited_at", "campaign_id", "visited_at"),
+        # Whether a target was visited in a campaign: one probe (the summary report's coverage).
+        Index("ix_visits_target_campaign_visited_at", "target_id", "campaign_id", "visited_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -239,6 +241,8 @@ class Problem(Timestamped, Base):
         Index("ix_problems_campaign_raised_at", "campaign_id", "raised_at"),
         Index("ix_problems_department_raised_at", "department_id", "raised_at"),
         Index("ix_problems_status_raised_at", "status", "raised_at"),
+        # Covers the summary report: it groups by these columns in this order and reads no table rows.
+        Index("ix_problems_report", "campaign_id", "category", "department_id", "outcome", "raised_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
