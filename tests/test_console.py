@@ -140,3 +140,53 @@ def test_every_asset_is_served_locally(client, world):
                 asset = client.get(ref)
                 assert asset.status_code == 200, ref
                 asset.close()
+
+
+def test_admin_creates_a_user_and_the_form_keeps_what_was_typed(client, world):
+    console_login(client, "admin")
+    token = csrf_token(client, "/admin/users")
+    bad = client.post(
+        "/admin/users",
+        data={"username": "新 人", "display_name": "张三", "role": "cadre", "password": "short", "csrf_token": token},
+    )
+    assert bad.status_code == 422
+    text = bad.get_data(as_text=True)
+    assert 'value="张三"' in text and "password" in text and "username" in text
+    good = client.post(
+        "/admin/users",
+        data={
+            "username": "zhangsan",
+            "display_name": "张三",
+            "role": "department_staff",
+            "department_id": str(world.dept),
+            "password": "long-enough-pw",
+            "csrf_token": token,
+        },
+    )
+    assert good.status_code == 302
+    assert "zhangsan" in client.get("/admin/users").get_data(as_text=True)
+
+
+def test_admin_edits_a_user_with_the_version_read(client, world):
+    console_login(client, "admin")
+    url = f"/admin/users/{world.users['cadre']}"
+    token = csrf_token(client, url)
+    r = client.post(
+        url, data={"display_name": "改名", "role": "cadre", "active": "on", "version": "1", "csrf_token": token}
+    )
+    assert r.status_code == 302
+    stale = client.post(url, data={"display_name": "再改", "role": "cadre", "version": "1", "csrf_token": token})
+    assert stale.status_code == 409 and "再改" in stale.get_data(as_text=True)
+
+
+def test_admin_imports_targets_from_the_console(client, world):
+    console_login(client, "admin")
+    token = csrf_token(client, "/admin/targets")
+    csv_bytes = "类型,名称\n企业,控制台导入企业\n".encode()
+    r = client.post(
+        "/admin/targets/import",
+        data={"file": (io.BytesIO(csv_bytes), "t.csv"), "csrf_token": token},
+        content_type="multipart/form-data",
+    )
+    assert r.status_code == 200 and "新增 1 个" in r.get_data(as_text=True)
+    assert client.get("/admin/targets.xlsx").status_code == 200
