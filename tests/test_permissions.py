@@ -6,6 +6,8 @@ Each case runs against a fresh database: the world (tests/factories.py) plus one
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import uuid
 from collections.abc import Callable
@@ -54,6 +56,36 @@ def only(roles: dict[str, int], denied: int = 403) -> dict[str, int]:
 
 def _csv(_ctx: Ctx, _client: Any) -> dict[str, Any]:
     return {"file": (io.BytesIO("类型,名称\n企业,新企业\n".encode()), "targets.csv")}
+
+
+PHOTO = b"\xff\xd8\xff a photo of the visit"
+PHOTO_SHA = hashlib.sha256(PHOTO).hexdigest()
+TUS = {"Tus-Resumable": "1.0.0"}
+TUS_CREATE = TUS | {
+    "Upload-Length": str(len(PHOTO)),
+    "Upload-Metadata": ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}"
+        for k, v in {"sha256": PHOTO_SHA, "filetype": "image/jpeg"}.items()
+    ),
+}
+TUS_CHUNK = TUS | {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+
+
+def _upload_of_cadre(ctx: Ctx, client: Any) -> None:
+    """An upload of `cadre` in progress (ctx.upload); the request under test has no body."""
+    r = client.post("/api/v1/uploads/", headers=ctx.world.headers("cadre") | TUS_CREATE)
+    ctx.upload = r.headers["Location"].rsplit("/", 1)[-1]  # type: ignore[attr-defined]
+
+
+def _photo_of_visit(ctx: Ctx, client: Any) -> None:
+    """A photo of a visit of `cadre`, uploaded (ctx.photo); the request under test has no body."""
+    ref = {"id": str(uuid.uuid4()), "sha256": PHOTO_SHA, "filename": "照片.jpg", "content_type": "image/jpeg"}
+    note = visit_note(ctx.world, problems=[], attachments=[ref | {"size": len(PHOTO)}])
+    client.post("/api/v1/visits", json=note, headers=ctx.world.headers("cadre"))
+    _upload_of_cadre(ctx, client)
+    url = f"/api/v1/uploads/{ctx.upload}"  # type: ignore[attr-defined]
+    client.patch(url, data=PHOTO, headers=ctx.world.headers("cadre") | TUS_CHUNK)
+    ctx.photo = PHOTO_SHA  # type: ignore[attr-defined]
 
 
 CASES: dict[str, Case] = {
@@ -204,6 +236,38 @@ CASES: dict[str, Case] = {
         lambda c: f"/api/v1/sync/conflicts/{c.conflict}/resolve",
         only({"cadre": 200, "supervisor": 200, "admin": 200}, denied=404),
         lambda c, cl: {"resolution": "keep_server"},
+    ),
+    "attachments.missing": Case(
+        "POST",
+        lambda c: "/api/v1/attachments/missing",
+        only({"cadre": 200, "other_cadre": 200, "supervisor": 200}),
+        lambda c, cl: {"sha256": [PHOTO_SHA]},
+    ),
+    "attachments.get": Case(
+        "GET",
+        lambda c: f"/api/v1/attachments/{getattr(c, 'photo', '<sha256>')}",
+        only({"cadre": 200, "supervisor": 200, "admin": 200}, denied=404),
+        _photo_of_visit,
+    ),
+    "uploads.create": Case(
+        "POST",
+        lambda c: "/api/v1/uploads/",
+        only({"cadre": 201, "other_cadre": 201, "supervisor": 201}),
+        headers=TUS_CREATE,
+    ),
+    "uploads.patch": Case(
+        "PATCH",
+        lambda c: f"/api/v1/uploads/{getattr(c, 'upload', '<upload_id>')}",
+        only({"cadre": 204, "other_cadre": 404, "supervisor": 404}),
+        _upload_of_cadre,
+        headers=TUS_CHUNK,
+    ),
+    "uploads.delete": Case(
+        "DELETE",
+        lambda c: f"/api/v1/uploads/{getattr(c, 'upload', '<upload_id>')}",
+        only({"cadre": 204, "other_cadre": 404, "supervisor": 404}),
+        _upload_of_cadre,
+        headers=TUS,
     ),
 }
 # Role denials come before row checks, except for the rows a role may not even know exist.
