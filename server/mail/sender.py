@@ -1,0 +1,252 @@
+"""The sender: claim due outbox rows, hand them to the transport, record what happened.
+
+    queued ──claim──▶ sending ──accepted──▶ sent
+      ▲                  │ refused / down / timeout
+      └── backoff ◀──────┤ (attempts < MAIL_MAX_ATTEMPTS)
+                         └──────────────────▶ failed (logged; `flask --app wsgi mail-status`)
+
+A claim commits `sending` (with attempts + 1 and a lease in `next_attempt_at`) before any SMTP
+traffic, and each result commits right after its message. So a crash can leave a row `sending`
+only for the one message in flight; when its lease runs out it is claimed again and sent again
+with the same Message-ID (the server may or may not have taken it: SMTP cannot say, see RFC
+1047). We chose that over marking it failed: a duplicate that mail clients fold by Message-ID
+is better than a reminder silently lost. Nothing else is ever sent twice: a row is claimed by
+one sender at a time (FOR UPDATE SKIP LOCKED on PostgreSQL, the write lock on SQLite), and a
+result is recorded only if the row is still the claim it was (same status and attempt).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from server.db import session_scope
+from server.db.followup_models import MailMessage
+from server.db.types import utcnow
+from server.mail import render
+from server.mail.outbox import FAILED, QUEUED, SENDING, SENT
+from server.mail.transport import DeliveryError, Transport, from_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to try: MAIL_MAX_ATTEMPTS, MAIL_RETRY_SECONDS doubling up to MAIL_RETRY_MAX_SECONDS."""
+
+    max_attempts: int = 10
+    first_delay: dt.timedelta = dt.timedelta(minutes=5)
+    max_delay: dt.timedelta = dt.timedelta(hours=6)
+    # How long a claim lasts: a row still `sending` after this was abandoned by a crashed sender.
+    lease: dt.timedelta = dt.timedelta(minutes=10)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
+        return cls(
+            max_attempts=max(1, int(config.get("MAIL_MAX_ATTEMPTS") or cls.max_attempts)),
+            first_delay=dt.timedelta(seconds=int(config.get("MAIL_RETRY_SECONDS") or 300)),
+            max_delay=dt.timedelta(seconds=int(config.get("MAIL_RETRY_MAX_SECONDS") or 6 * 3600)),
+        )
+
+    def delay(self, attempts: int) -> dt.timedelta:
+        """The wait after the `attempts`-th failed attempt: 5 min, 10, 20, 40 … capped at max_delay."""
+        return min(self.first_delay * 2 ** max(attempts - 1, 0), self.max_delay)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    recovered: int = 0  # claims a crashed sender left behind, taken over
+    lost_claims: int = 0  # results not recorded because another sender had taken the row over
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: uuid.UUID
+    attempts: int
+    to: list[str]
+    subject: str
+    text: str
+    html: str | None
+    headers: dict[str, str]
+    created_at: dt.datetime
+
+
+def send_due(
+    app: Flask,
+    *,
+    now: dt.datetime | None = None,
+    transport: Transport | None = None,
+    batch: int = 100,
+    limit: int | None = None,
+) -> SendReport:
+    """Send every message due at `now` (default: the clock), in batches; returns what happened.
+
+    `now` is fixed for the whole call when given (tests and simulations); otherwise each step
+    reads the clock. `limit` stops after that many messages.
+    """
+    config = app.config
+    policy = RetryPolicy.from_config(config)
+    mail_from = config["MAIL_FROM"]
+    transport = transport or from_config(config, app.instance_path)
+    report = SendReport()
+    done = 0
+    with transport:
+        while limit is None or done < limit:
+            size = batch if limit is None else min(batch, limit - done)
+            claimed_at = time.monotonic()
+            with session_scope(app) as session:
+                claims = _claim(session, now or utcnow(), policy, size, report)
+            if not claims:
+                break
+            for i, claim in enumerate(claims):
+                if time.monotonic() - claimed_at > policy.lease.total_seconds() / 2:
+                    # A slow server: give the rest back before their lease could run out under us.
+                    _release(app, claims[i:], now)
+                    break
+                _send_one(app, transport, claim, mail_from, policy, now, report)
+                done += 1
+            if len(claims) < size:
+                break
+    if report.sent or report.retrying or report.failed:
+        log.info(
+            "mail: %d sent, %d to retry, %d failed, %d taken over",
+            report.sent,
+            report.retrying,
+            report.failed,
+            report.recovered,
+        )
+    return report
+
+
+def _claim(session: Session, now: dt.datetime, policy: RetryPolicy, size: int, report: SendReport) -> list[_Claim]:
+    due = or_(
+        and_(MailMessage.status == QUEUED, MailMessage.next_attempt_at <= now),
+        # A claim whose lease ran out: its sender crashed or hung mid-send.
+        and_(MailMessage.status == SENDING, MailMessage.next_attempt_at <= now),
+    )
+    query = select(MailMessage).where(due).order_by(MailMessage.next_attempt_at, MailMessage.id).limit(size)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claims = []
+    for row in session.scalars(query):
+        if row.status == SENDING:
+            report.recovered += 1
+            log.warning(
+                "mail %s (%s) was left sending by a sender that stopped; sending it again with the same Message-ID",
+                row.id,
+                row.dedupe_key,
+            )
+        row.status = SENDING
+        row.attempts += 1
+        row.next_attempt_at = now + policy.lease
+        claims.append(
+            _Claim(
+                row.id,
+                row.attempts,
+                list(row.to_addrs),
+                row.subject,
+                row.text_body,
+                row.html_body,
+                dict(row.headers or {}),
+                row.created_at,
+            )
+        )
+    return claims
+
+
+def _send_one(
+    app: Flask,
+    transport: Transport,
+    claim: _Claim,
+    mail_from: str,
+    policy: RetryPolicy,
+    now: dt.datetime | None,
+    report: SendReport,
+) -> None:
+    headers = {k: str(v) for k, v in claim.headers.items()}
+    message_id = headers.pop("Message-ID", None) or render.message_id(str(claim.id), mail_from)
+    try:
+        message = render.build(
+            mail_from=mail_from,
+            to=claim.to,
+            subject=claim.subject,
+            text=claim.text,
+            html=claim.html,
+            date=claim.created_at,
+            message_id=message_id,
+            headers=headers,
+        )
+        refused = transport.send(message, mail_from, claim.to)
+    except (DeliveryError, ValueError) as e:
+        _record_failure(app, claim, str(e), policy, now or utcnow(), report)
+        return
+    note = None
+    if refused:
+        note = "refused: " + "; ".join(f"{rcpt}: {reply}" for rcpt, reply in refused.items())
+        log.warning("mail %s accepted, but not for every recipient: %s", claim.id, note)
+    values: dict[str, Any] = {"status": SENT, "sent_at": now or utcnow(), "last_error": note}
+    if _record(app, claim, values):
+        report.sent += 1
+    else:
+        report.lost_claims += 1
+
+
+def _record_failure(
+    app: Flask, claim: _Claim, error: str, policy: RetryPolicy, now: dt.datetime, report: SendReport
+) -> None:
+    if claim.attempts >= policy.max_attempts:
+        values: dict[str, Any] = {"status": FAILED, "last_error": error}
+        if _record(app, claim, values):
+            report.failed += 1
+            log.error("mail %s failed for good after %d attempts: %s", claim.id, claim.attempts, error)
+        return
+    wait = policy.delay(claim.attempts)
+    values = {"status": QUEUED, "next_attempt_at": now + wait, "last_error": error}
+    if _record(app, claim, values):
+        report.retrying += 1
+        log.warning("mail %s not sent (attempt %d), retrying in %s: %s", claim.id, claim.attempts, wait, error)
+
+
+def _record(app: Flask, claim: _Claim, values: dict[str, Any]) -> bool:
+    """Record a result only if the row is still this claim (no other sender took it over)."""
+    with session_scope(app) as session:
+        result = session.execute(
+            update(MailMessage)
+            .where(
+                MailMessage.id == claim.id,
+                MailMessage.status == SENDING,
+                MailMessage.attempts == claim.attempts,
+            )
+            .values(**values)
+        )
+        recorded = result.rowcount == 1  # type: ignore[attr-defined]
+    if not recorded:
+        log.warning("mail %s: its claim was taken over by another sender; result not recorded", claim.id)
+    return recorded
+
+
+def _release(app: Flask, claims: list[_Claim], now: dt.datetime | None) -> None:
+    """Give unsent claims back, as if never claimed."""
+    with session_scope(app) as session:
+        for claim in claims:
+            session.execute(
+                update(MailMessage)
+                .where(
+                    MailMessage.id == claim.id,
+                    MailMessage.status == SENDING,
+                    MailMessage.attempts == claim.attempts,
+                )
+                .values(status=QUEUED, attempts=claim.attempts - 1, next_attempt_at=now or utcnow())
+            )
