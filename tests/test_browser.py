@@ -85,10 +85,10 @@ def test_supervisor_sees_the_dashboard_and_searches_problems(browser, live, clie
     page.wait_for_url("**/dashboard")
     assert "共梳理问题2个" in page.inner_text("main")
     page.wait_for_function("document.querySelector('#outcomes').width > 0")
-    shot(page, "dashboard")
+    page.screenshot()
     page.goto(live.url + "/problems?q=融资")
     assert "流动资金贷款利率偏高" in page.inner_text("main")
-    shot(page, "problems")
+    page.screenshot()
     assert errors == [], errors  # no CSP violation, no script error
     context.close()
 
@@ -102,3 +102,32 @@ def test_the_console_is_usable_on_a_360px_phone(browser, live, world):
     assert width <= 360 + 1, f"the page scrolls sideways at 360 px ({width}px)"
     shot(page, "dashboard-phone")
     context.close()
+
+
+@pytest.mark.skipif(SHOTS is None, reason="screenshots of the demo only on `make screenshots`")
+def test_screenshots_of_the_demo(browser, app, db_url, tmp_path):
+    """The README's pictures: the demo Xuzhou data set, as supervisors and departments see it."""
+    import datetime as dt
+
+    from server import db as store
+    from server.demo import DEMO_PASSWORD, seed
+
+    with app.app_context(), store.session_scope(app) as s:
+        seed(s, today=dt.date.today())
+    server = ServerProcess(db_url, tmp_path / "demo").start()
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        page = context.new_page()
+        page.goto(server.url + "/login")
+        page.fill("input[name=username]", "supervisor")
+        page.fill("input[name=password]", DEMO_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/dashboard")
+        page.wait_for_function("document.querySelector('#outcomes').width > 0")
+        shot(page, "dashboard")
+        for path, name in (("/problems?q=融资", "problems"), ("/admin/devices", "devices")):
+            page.goto(server.url + path)
+            shot(page, name)
+        context.close()
+    finally:
+        server.stop()
