@@ -53,11 +53,13 @@ def list_problems(session: Session, actor: Actor, args: dict[str, Any], *, limit
         if args.get(arg) is not None:
             query = query.where(column == args[arg])
     query = filter_by_days(query, Problem.raised_at, args)
+    keys = [Problem.raised_at, Problem.id]
     if args.get("q"):
-        query = query.where(search.matches(session, "problem", Problem.id, args["q"], Problem.description))
-    return paginate(
-        session, query, [Problem.raised_at, Problem.id], cursor=args.get("cursor"), limit=limit, descending=True
-    )
+        return search.page(
+            session, query, kind="problem", id_column=Problem.id, text_column=Problem.description, q=args["q"],
+            keys=keys, cursor=args.get("cursor"), limit=limit,
+        )  # fmt: skip
+    return paginate(session, query, keys, cursor=args.get("cursor"), limit=limit, descending=True)
 
 
 def update_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: dict[str, Any]) -> Problem:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, literal_column, select, text
+from sqlalchemy import ColumnElement, Select, delete, false, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from server.db.models import SearchEntry
 from server.domain.search import index_tokens, query_plan
+from server.services.pagination import Page, paginate
 
 
 def index(session: Session, kind: str, record_id: uuid.UUID, *texts: str | None) -> None:
@@ -27,24 +28,90 @@ def unindex(session: Session, kind: str, record_ids: list[uuid.UUID]) -> None:
         session.execute(delete(SearchEntry).where(SearchEntry.kind == kind, SearchEntry.record_id.in_(record_ids)))
 
 
-def matches(session: Session, kind: str, id_column: Any, query: str, text_column: Any) -> ColumnElement[bool]:
-    """A WHERE clause: the row's text contains every term of `query`."""
-    phrases, singles = query_plan(query)
-    clauses: list[ColumnElement[bool]] = []
-    if phrases:
-        if session.get_bind().dialect.name == "sqlite":
-            fts = " AND ".join(f'"{p}"' for p in phrases)
-            rowids = text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts").bindparams(fts=fts)
-            entry_match: ColumnElement[bool] = SearchEntry.id.in_(rowids.columns(literal_column("rowid")))
-        else:
-            tsq: Any = func.phraseto_tsquery("simple", phrases[0])
-            for p in phrases[1:]:
-                tsq = tsq.op("&&")(func.phraseto_tsquery("simple", p))
-            entry_match = literal_column("search_entries.tsv").op("@@")(tsq)
-        sub = select(SearchEntry.record_id).where(SearchEntry.kind == kind, entry_match)
-        clauses.append(id_column.in_(sub))
+# A word with at most this many matches is fetched from the index and its rows sorted; a more
+# common one is found by walking the list newest first and probing each row (see page()).
+FEW_MATCHES = 2000
+
+
+def _entry_match(session: Session, phrases: list[str]) -> ColumnElement[bool]:
+    """A clause on search_entries: the entry holds every phrase."""
+    if session.get_bind().dialect.name == "sqlite":
+        return SearchEntry.id.in_(_fts_rowids(phrases))
+    tsq: Any = func.phraseto_tsquery("simple", phrases[0])
+    for p in phrases[1:]:
+        tsq = tsq.op("&&")(func.phraseto_tsquery("simple", p))
+    return literal_column("search_entries.tsv").op("@@")(tsq)
+
+
+def _fts_query(phrases: list[str]) -> str:
+    # Phrases hold only CJK characters, [0-9a-z] and spaces (server/domain/search.py): no quoting needed.
+    return " AND ".join(f'"{p}"' for p in phrases)
+
+
+def _fts_rowids(phrases: list[str]) -> Any:
+    rowids = text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts").bindparams(fts=_fts_query(phrases))
+    return rowids.columns(literal_column("rowid"))
+
+
+def _few_matches(session: Session, kind: str, phrases: list[str]) -> list[uuid.UUID] | None:
+    """The ids of the records of `kind` that hold every phrase, or None when there are more than FEW_MATCHES."""
+    if session.get_bind().dialect.name == "sqlite":
+        # Driven from the full-text index (CROSS JOIN fixes the order): without statistics SQLite
+        # would otherwise walk every entry of the kind and look each one up in the match list.
+        found: Any = (
+            text(
+                "SELECT search_entries.record_id FROM search_fts CROSS JOIN search_entries "
+                "ON search_entries.id = search_fts.rowid "
+                "WHERE search_fts MATCH :fts AND search_entries.kind = :kind LIMIT :n"
+            )
+            .bindparams(fts=_fts_query(phrases), kind=kind, n=FEW_MATCHES + 1)
+            .columns(record_id=SearchEntry.record_id.type)
+        )
+    else:
+        found = (
+            select(SearchEntry.record_id)
+            .where(SearchEntry.kind == kind, _entry_match(session, phrases))
+            .limit(FEW_MATCHES + 1)
+        )
+    ids = list(session.scalars(found))
+    return ids if len(ids) <= FEW_MATCHES else None
+
+
+def page(
+    session: Session,
+    query: Select[Any],
+    *,
+    kind: str,
+    id_column: Any,
+    text_column: Any,
+    q: str,
+    keys: list[Any],
+    cursor: str | None,
+    limit: int,
+) -> Page[Any]:
+    """The newest-first page of the rows of `query` whose text contains every term of `q`.
+
+    Neither database can tell how common a word is among the rows a list asks for, and the two
+    cases want opposite plans, so the index is asked first (at most FEW_MATCHES + 1 ids):
+    - a rare word (a firm's name): its few rows are fetched by id and sorted;
+    - a common word (融资 is in a tenth of all problems): the list is walked newest first and
+      each row is probed against the index; a page takes a few hundred probes.
+    Either way the cost stays near a page's worth, where one plan for both is linear in the table.
+    """
+    phrases, singles = query_plan(q)
     # A lone character is not in the bigram index: scan for it (slower, but rare).
-    clauses.extend(text_column.contains(char, autoescape=True) for char in singles)
+    clauses: list[ColumnElement[bool]] = [text_column.contains(char, autoescape=True) for char in singles]
+    if phrases:
+        ids = _few_matches(session, kind, phrases)
+        if ids is not None:
+            clauses.append(id_column.in_(ids))
+        else:
+            entry = select(SearchEntry.id).where(
+                SearchEntry.kind == kind, SearchEntry.record_id == id_column, _entry_match(session, phrases)
+            )
+            # OFFSET 0 keeps PostgreSQL from turning the probe into a join driven by the index,
+            # which its estimate of a phrase's frequency (far too low for common words) would pick.
+            clauses.append(entry.offset(0).exists())
     if not clauses:  # nothing searchable in the query (only punctuation): match nothing
-        return false()
-    return and_(*clauses)
+        clauses.append(false())
+    return paginate(session, query.where(*clauses), keys, cursor=cursor, limit=limit, descending=True)

@@ -197,7 +197,7 @@ def delete_visit(session: Session, actor: Actor, visit_id: uuid.UUID) -> None:
 
 
 def list_visits(session: Session, actor: Actor, args: dict[str, Any], *, limit: int) -> Page[Visit]:
-    query = _visible(select(Visit), actor).options(selectinload(Visit.problems))
+    query = _visible(select(Visit), actor).options(selectinload(Visit.problems), selectinload(Visit.attachments))
     query = filter_by_target(query, Visit, args)
     if args.get("campaign"):
         query = query.where(Visit.campaign_id == args["campaign"])
@@ -207,11 +207,13 @@ def list_visits(session: Session, actor: Actor, args: dict[str, Any], *, limit: 
         # JSON arrays differ between the databases; the encoded value is the same text in both.
         query = query.where(Visit.service_categories.cast(Text).contains(f'"{args["category"].value}"'))
     query = filter_by_days(query, Visit.visited_at, args)
+    keys = [Visit.visited_at, Visit.id]
     if args.get("q"):
-        query = query.where(search.matches(session, "visit", Visit.id, args["q"], Visit.summary))
-    return paginate(
-        session, query, [Visit.visited_at, Visit.id], cursor=args.get("cursor"), limit=limit, descending=True
-    )
+        return search.page(
+            session, query, kind="visit", id_column=Visit.id, text_column=Visit.summary, q=args["q"],
+            keys=keys, cursor=args.get("cursor"), limit=limit,
+        )  # fmt: skip
+    return paginate(session, query, keys, cursor=args.get("cursor"), limit=limit, descending=True)
 
 
 def filter_by_target(query: Select[Any], model: Any, args: dict[str, Any]) -> Select[Any]:
