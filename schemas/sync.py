@@ -22,9 +22,10 @@ CHANGE_KINDS = (
     "problem.create",
     "problem.update",
     "attachment.add",
+    "followup.complete",
 )
 # Kinds that edit an existing record and so must say which version they were based on.
-VERSIONED_KINDS = ("visit.update", "visit.delete", "problem.update")
+VERSIONED_KINDS = ("visit.update", "visit.delete", "problem.update", "followup.complete")
 
 
 class AttachmentAddSchema(AttachmentRefSchema):

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas.enums import Role
+from schemas.followups import FollowUpResultSchema
 from schemas.sync import (
     AttachmentAddSchema,
     ConflictSchema,
@@ -122,6 +123,15 @@ def _apply(session: Session, actor: Actor, change: dict[str, Any]) -> dict[str, 
         data = _load(AttachmentAddSchema(), {**payload, "id": str(record_id)})
         visits.add_attachment(session, actor, data.pop("visit_id"), data)
         return {"version": None}
+    if kind == "followup.complete":
+        # Imported here: the follow-ups module registers its serializer with this one.
+        from server.services import followups
+
+        data = _load(FollowUpResultSchema(), payload)
+        followup = followups.get_followup(session, actor, record_id)
+        _check_base("followup", followup, change["base_version"], followups.dump_one)
+        followup = followups.complete_followup(session, actor, record_id, {**data, "version": followup.version})
+        return {"version": followup.version}
     raise ApiError(422, f"Unknown change kind {kind}.", code="unknown_kind")  # the schema refuses it first
 
 
