@@ -19,6 +19,7 @@ import pytest
 from server import db
 from server.db.models import Problem
 from tests.factories import visit_note
+from tests.referral_helpers import followup_case, on_ctx, override_case, referral_case
 from tests.sync_helpers import CLIENT
 
 WHO = ["anonymous", "cadre", "other_cadre", "supervisor", "staff", "other_staff", "admin"]
@@ -268,6 +269,80 @@ CASES: dict[str, Case] = {
         only({"cadre": 204, "other_cadre": 404, "supervisor": 404}),
         _upload_of_cadre,
         headers=TUS,
+    ),
+    "referrals.list": Case("GET", lambda c: "/api/v1/referrals", everyone(200)),
+    "referrals.issue": Case(
+        "POST",
+        lambda c: "/api/v1/referrals",
+        only({"supervisor": 201}),
+        lambda c, cl: {
+            "problem_ids": [c.visit["problems"][0]["id"]],
+            "lead_department_id": str(c.world.dept),
+            "requirements": "请协调解决。",
+            "workdays": 5,
+        },
+    ),
+    "referrals.get": Case(
+        "GET",
+        lambda c: f"/api/v1/referrals/{on_ctx(c, 'referral', '<uuid:referral_id>')}",
+        only({"cadre": 200, "supervisor": 200, "staff": 200, "admin": 200}, denied=404),
+        referral_case("issued"),
+    ),
+    "referrals.sheet": Case(
+        "GET",
+        lambda c: f"/api/v1/referrals/{on_ctx(c, 'referral', '<uuid:referral_id>')}/sheet",
+        only({"cadre": 200, "supervisor": 200, "staff": 200, "admin": 200}, denied=404),
+        referral_case("issued"),
+    ),
+    **{
+        f"referrals.{action}": Case(
+            "POST",
+            lambda c, action=action: f"/api/v1/referrals/{on_ctx(c, 'referral', '<uuid:referral_id>')}/{action}",
+            only({"staff": 200, "other_staff": 404} if lead else {"supervisor": 200}),
+            referral_case(state, action, **fields),
+        )
+        for action, state, lead, fields in (
+            ("sign", "issued", True, {}),
+            ("request_return", "issued", True, {"grounds": "不属于本单位职责。"}),
+            ("request_extension", "signed", True, {"reason": "需协调省级部门。"}),
+            ("respond", "signed", True, {"outcome": "solved", "done": "已解决。"}),
+            ("decide_return", "return_requested", False, {"approve": False, "reason": "请继续办理。"}),
+            ("decide_extension", "extension_requested", False, {"approve": True}),
+            ("review", "responded", False, {"accept": True}),
+            ("cancel", "issued", False, {"reason": "重复交办。"}),
+        )
+    },
+    "followups.list": Case("GET", lambda c: "/api/v1/followups", everyone(200)),
+    "followups.get": Case(
+        "GET",
+        lambda c: f"/api/v1/followups/{on_ctx(c, 'followup', '<uuid:followup_id>')}",
+        only({"cadre": 200, "supervisor": 200, "staff": 200, "admin": 200}, denied=404),
+        followup_case(),
+    ),
+    "followups.complete": Case(
+        "POST",
+        lambda c: f"/api/v1/followups/{on_ctx(c, 'followup', '<uuid:followup_id>')}/complete",
+        only({"cadre": 200, "supervisor": 403, "staff": 403, "admin": 403}, denied=404),
+        followup_case(satisfaction="satisfied", version=1),
+    ),
+    "followups.reassign": Case(
+        "POST",
+        lambda c: f"/api/v1/followups/{on_ctx(c, 'followup', '<uuid:followup_id>')}/reassign",
+        only({"supervisor": 200}),
+        lambda c, cl: followup_case(assignee_id=str(c.world.users["other_cadre"]), version=1)(c, cl),
+    ),
+    "calendar.list": Case("GET", lambda c: "/api/v1/calendar/overrides", everyone(200)),
+    "calendar.set": Case(
+        "POST",
+        lambda c: "/api/v1/calendar/overrides",
+        only({"admin": 201}),
+        lambda c, cl: {"day": "2026-10-10", "workday": True, "note": "调休补班"},
+    ),
+    "calendar.delete": Case(
+        "DELETE",
+        lambda c: f"/api/v1/calendar/overrides/{on_ctx(c, 'override_day', '<day>')}",
+        only({"admin": 204}),
+        override_case,
     ),
 }
 # Role denials come before row checks, except for the rows a role may not even know exist.

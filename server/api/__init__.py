@@ -74,9 +74,24 @@ def init_app(app: Flask) -> Api:
         },
     )
     api = Api(app)
-    from server.api import auth, directory, health, meta, problems, reports, sync, targets, uploads, visits
+    from server.api import (
+        auth,
+        calendar,
+        directory,
+        followups,
+        health,
+        meta,
+        problems,
+        referrals,
+        reports,
+        sync,
+        targets,
+        uploads,
+        visits,
+    )
 
-    for module in (meta, auth, directory, targets, visits, problems, reports, sync, uploads):
+    modules = (meta, auth, directory, targets, visits, problems, reports, sync, uploads, referrals, followups, calendar)
+    for module in modules:
         api.register_blueprint(module.blp, url_prefix=API_PREFIX + module.PREFIX)
     app.register_blueprint(health.bp)
     app.before_request(_authenticate)
