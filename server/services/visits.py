@@ -107,6 +107,9 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
         audit.snapshot(visit, VISIT_FIELDS)
         | {"problems": [str(p.id) for p in visit.problems], "attachments": [a.sha256 for a in visit.attachments]},
     )  # fmt: skip
+    # The response names the cadre and the target: load them in this transaction, not in a second
+    # one after the commit (on SQLite a second wait for the write lock).
+    session.refresh(visit, ["cadre", "target"])
     return visit, True
 
 
