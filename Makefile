@@ -21,6 +21,10 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m flask --app wsgi db-upgrade
 	PUBLIC_BASE_URL=http://$(HOST):$(PORT) $(PY) -m flask --app wsgi seed-demo
+	@# The scheduler runs beside the development server (mail goes to instance/outbox/*.eml) and
+	@# stops with it; in production it is a process of its own (docs/scheduler-and-mail.md).
+	PUBLIC_BASE_URL=http://$(HOST):$(PORT) SCHEDULER_SWEEP_HOURS=0-23 $(PY) -m flask --app wsgi scheduler & \
+	SCHEDULER=$$!; trap 'kill $$SCHEDULER 2>/dev/null' EXIT INT TERM; \
 	$(PY) -m flask --app wsgi run --host $(HOST) --port $(PORT)
 
 lint: install

@@ -37,5 +37,7 @@ def _print_accounts() -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (db_upgrade, seed_demo):
+    from server.jobs.commands import COMMANDS as JOB_COMMANDS
+
+    for command in (db_upgrade, seed_demo, *JOB_COMMANDS):
         app.cli.add_command(command)

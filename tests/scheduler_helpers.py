@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -115,3 +120,44 @@ def gen_bureau(session: Session, departments: int = 2) -> Bureau:
         bureau.departments.append(dept.id)
         bureau.codes.append(code)
     return bureau
+
+
+# --- scheduler processes -----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scheduler_env(db_url: str, instance: Path, **extra: Any) -> dict[str, str]:
+    settings = {
+        "DATABASE_URL": db_url,
+        "SECRET_KEY": "test",
+        "INSTANCE_PATH": str(instance),
+        "PUBLIC_BASE_URL": "https://fieldvisit.example.cn",
+        "LOG_LEVEL": "INFO",
+        "SCHEDULER_LEASE_SECONDS": "3",
+    } | {k: str(v) for k, v in extra.items()}
+    return os.environ | settings
+
+
+def start_scheduler(db_url: str, instance: Path, *args: str, log: Path, **settings: Any) -> subprocess.Popen[bytes]:
+    """`flask --app wsgi scheduler ARGS` as a real process, its output in `log`."""
+    instance.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler", *args],
+            cwd=ROOT,
+            env=scheduler_env(db_url, instance, **settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.01) -> Any:
+    """Poll `condition()` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
