@@ -34,7 +34,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from bench import dataset
+from bench import dataset, loadgen
 from bench.stats import percentile
 from schemas.enums import ProblemCategory, ProblemStatus, Role
 from server import create_app, db
@@ -60,6 +60,9 @@ class Measure:
     target_ms: float | None = None
     reps: int = 0
     timings: list[float] = field(default_factory=list)
+    # CPU seconds of this process per request: nearly all the work on SQLite, the app's share on
+    # PostgreSQL. Unlike wall time it barely moves when other programs load the machine.
+    cpu: list[float] = field(default_factory=list)
 
     def summary(self, baseline_p50: float | None) -> dict[str, Any]:
         p50, p95 = percentile(self.timings, 50) * 1000, percentile(self.timings, 95) * 1000
@@ -69,6 +72,7 @@ class Measure:
             "n": len(self.timings),
             "p50_ms": round(p50, 2),
             "p95_ms": round(p95, 2),
+            "cpu_p50_ms": round(percentile(self.cpu, 50) * 1000, 2),
             "x_baseline_p50": round(p50 / baseline_p50, 1) if baseline_p50 else None,
             "target_p95_ms": self.target_ms,
             "pass": None if self.target_ms is None else p95 < self.target_ms,
@@ -157,13 +161,25 @@ def measures(fx: Fixtures, reps: int) -> list[Measure]:
     ]  # fmt: skip
 
 
-def _get(client: FlaskClient, url: str, headers: dict[str, str]) -> float:
-    started = time.perf_counter()
+def _get(client: FlaskClient, url: str, headers: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one GET, which must answer 200."""
+    started, cpu = time.perf_counter(), time.process_time()
     response = client.get(url, headers=headers)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if response.status_code != 200:
         raise SystemExit(f"GET {url} answered {response.status_code}: {response.get_data(as_text=True)[:300]}")
-    return elapsed
+    return elapsed, cpu
+
+
+def _post_visit(client: FlaskClient, body: bytes, headers: dict[str, str]) -> tuple[float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
+    response = client.post("/api/v1/visits", data=body, headers=headers)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if response.status_code != 201:
+        raise SystemExit(
+            f"POST /api/v1/visits answered {response.status_code}: {response.get_data(as_text=True)[:300]}"
+        )
+    return elapsed, cpu
 
 
 def time_queries(app: Flask, fx: Fixtures, ms: list[Measure], *, progress: bool = True) -> None:
@@ -172,10 +188,33 @@ def time_queries(app: Flask, fx: Fixtures, ms: list[Measure], *, progress: bool 
     for m in ms:
         for url in m.urls[:3]:  # warm up: caches, the token's first-use write, connection pool
             _get(client, url, headers)
-        m.timings = [_get(client, m.urls[i % len(m.urls)], headers) for i in range(m.reps)]
+        _record(m, (_get(client, m.urls[i % len(m.urls)], headers) for i in range(m.reps)))
         if progress:
-            p50, p95 = percentile(m.timings, 50) * 1000, percentile(m.timings, 95) * 1000
-            _say(f"  {m.label:<42} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms")
+            _report_progress(m)
+
+
+def _record(m: Measure, samples: Iterator[tuple[float, float]]) -> None:
+    for wall, cpu in samples:
+        m.timings.append(wall)
+        m.cpu.append(cpu)
+
+
+def _report_progress(m: Measure) -> None:
+    p50, p95, cpu = (percentile(v, q) * 1000 for v, q in ((m.timings, 50), (m.timings, 95), (m.cpu, 50)))
+    _say(f"  {m.label:<42} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms  (CPU p50 {cpu:.2f} ms)")
+
+
+def time_posts(app: Flask, fx: Fixtures, reps: int) -> Measure:
+    """Visit POSTs in-process, one at a time: what one costs without HTTP or a second worker."""
+    m = Measure("post_visit", "POST /visits in-process (1-3 problems)", ["/api/v1/visits"], reps=reps)
+    client, rng = app.test_client(), random.Random(11)
+    lf = loadgen.Fixtures({"cadre_tokens": fx.cadre_tokens, "campaign_ids": fx.campaigns, "targets": fx.targets})
+    headers = {"Authorization": f"Bearer {fx.cadre_tokens[0]}", "Content-Type": "application/json"}
+    for _ in range(3):
+        _post_visit(client, loadgen.visit_body(rng, lf), headers)
+    _record(m, (_post_visit(client, loadgen.visit_body(rng, lf), headers) for _ in range(reps)))
+    _report_progress(m)
+    return m
 
 
 def explain(app: Flask, fx: Fixtures, ms: list[Measure]) -> None:
@@ -314,17 +353,24 @@ def run(kind: str, size: dataset.Size, *, reps: int, clients: int, seconds: floa
     ms = measures(fx, reps)
     if do_explain:
         explain(app, fx, ms)
-    _say(f"[{kind}] timing queries in-process")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    load = {"before_queries": os.getloadavg()[0]}
+    _say(f"[{kind}] timing queries in-process (load average {load['before_queries']:.2f})")
     time_queries(app, fx, ms)
+    ms.append(time_posts(app, fx, max(20, reps // 2)))
     app.extensions["db_engine"].dispose()
     baseline = percentile(ms[0].timings, 50) * 1000
+    load["before_throughput"] = os.getloadavg()[0]
     _say(f"[{kind}] throughput on gunicorn -w 2, {clients} clients, {seconds:.0f} s each")
     tp = throughput(url, kind, fx, clients=clients, seconds=seconds, max_requests=max_requests)
+    load["after"] = os.getloadavg()[0]
     return {
         "database": kind,
         "counts": counts,
-        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "started": started,
         "cpus": os.cpu_count(),
+        # Other programs on the machine slow wall times down; the 1-minute load average says how busy it was.
+        "load_average": {k: round(v, 2) for k, v in load.items()},
         "queries": [m.summary(baseline) for m in ms],
         "throughput": tp,
     }
@@ -342,10 +388,13 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     c = result["counts"]
     yield (f"Issue 2 foundation benchmark: {result['database']}, {c['visits']:,} visits, {c['problems']:,} problems, "
            f"{c['search_entries']:,} search entries, {result['cpus']} CPUs")  # fmt: skip
-    yield f"{'measure':<42} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'x base':>7} {'target':>9}  verdict"
+    la = result["load_average"]
+    yield (f"load average (1 min): {la['before_queries']} before queries, "
+           f"{la['before_throughput']} before throughput, {la['after']} after")  # fmt: skip
+    yield f"{'measure':<42} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'CPU p50':>8} {'x base':>7} {'target':>9}  verdict"
     for q in result["queries"]:
         target = f"<{q['target_p95_ms']:.0f} ms" if q["target_p95_ms"] else ""
-        yield (f"{q['label']:<42} {q['n']:>5} {q['p50_ms']:>9.2f} {q['p95_ms']:>9.2f} "
+        yield (f"{q['label']:<42} {q['n']:>5} {q['p50_ms']:>9.2f} {q['p95_ms']:>9.2f} {q['cpu_p50_ms']:>8.2f} "
                f"{_fmt(q['x_baseline_p50']):>7} {target:>9}  {verdict(q['pass'])}")  # fmt: skip
     tp = result["throughput"]
     for name, r in (("GET /version on gunicorn (ceiling)", tp["ceiling"]), ("POST /visits on gunicorn", tp["post"])):
