@@ -524,6 +524,12 @@ def resolve_conflict(session: Session, actor: Actor, conflict_id: uuid.UUID, res
             problem = problems.get_problem(session, actor, conflict.record_id)
             data = _load(ProblemRewordSchema(), conflict.device_payload)
             problems.update_problem(session, actor, problem.id, {**data, "version": problem.version})
+        elif conflict.entity == "followup":
+            from server.services import followups
+
+            followup = followups.get_followup(session, actor, conflict.record_id)
+            data = _load(FollowUpResultSchema(), conflict.device_payload)
+            followups.complete_followup(session, actor, followup.id, {**data, "version": followup.version})
     conflict.status = "resolved"
     conflict.resolution = resolution
     conflict.resolved_by_id = actor.user_id
