@@ -831,7 +831,9 @@ def test_list_filters_and_pages(app, client, world):
     assert ([x["id"] for x in rest["items"]], rest["next_cursor"]) == ([a["id"]], None)
     for bad in ("status=sleeping", "year=99", "overdue=maybe", "number=abc", "limit=0", "department=x"):
         assert client.get(f"/api/v1/referrals?{bad}", headers=h).status_code == 422, bad
-    assert client.get("/api/v1/referrals?cursor=garbage", headers=h).status_code == 400
+    assert client.get(f"/api/v1/referrals?number=徐工信交[2026]{10**20}号", headers=h).status_code == 422
+    for cursor in ("garbage", "WzEwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAsIDFd", "WzEuNSwgMl0"):
+        assert client.get(f"/api/v1/referrals?cursor={cursor}", headers=h).status_code == 400, cursor
 
 
 def test_the_sheet_is_one_printable_page_in_chinese(client, world):

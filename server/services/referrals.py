@@ -25,6 +25,7 @@ from sqlalchemy import Select, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
+from schemas.common import INT32_MAX
 from schemas.enums import ProblemOutcome, ProblemStatus, Role
 from schemas.followups import Satisfaction
 from server.db.followup_models import (
@@ -266,10 +267,15 @@ def list_referrals(
             number = parse_referral_number(args["number"])
         except ValueError as e:
             raise invalid("number", "Not a referral number, e.g. 徐工信交〔2026〕第0001号.") from e
+        if number.seq > INT32_MAX:
+            raise invalid("number", "No referral has such a number.")
         query = query.where(Referral.year == number.year, Referral.seq == number.seq)
-    return paginate(
-        session, query, [Referral.year, Referral.seq], cursor=args.get("cursor"), limit=limit, descending=True
-    )
+    try:
+        return paginate(
+            session, query, [Referral.year, Referral.seq], cursor=args.get("cursor"), limit=limit, descending=True
+        )
+    except OverflowError as e:  # a forged cursor with a number no column holds (SQLite raises, not refuses)
+        raise ApiError(400, "Invalid cursor.", code="invalid_cursor") from e
 
 
 def open_referrals(session: Session) -> list[Referral]:
