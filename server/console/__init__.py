@@ -108,7 +108,7 @@ def init_app(app: Flask) -> None:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_NAME"] = "fv_session"
     csrf.init_app(app)
-    from server.console import admin, auth, dashboard, problems  # noqa: F401 - they add routes to bp
+    from server.console import admin, auth, calendar, dashboard, digests, followups, problems, referrals  # noqa: F401
 
     app.register_blueprint(bp)
     app.after_request(_security_headers)

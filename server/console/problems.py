@@ -13,6 +13,7 @@ from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, Target
 from schemas.visits import ProblemListArgsSchema
 from server import db
 from server.console import actor, bp, login_required
+from server.console.referrals import problem_referrals
 from server.db.models import AuditEntry, Department
 from server.services import problems as problem_service
 from server.services.directory import list_campaigns, list_departments
@@ -105,4 +106,11 @@ def problem(problem_id: uuid.UUID) -> Any:
         )
     )
     departments = {d.id: d for d in list_departments(session)}
-    return render_template("console/problem.html", problem=item, visit=visit, history=history, departments=departments)
+    return render_template(
+        "console/problem.html",
+        problem=item,
+        visit=visit,
+        history=history,
+        departments=departments,
+        referrals=problem_referrals(session, who, problem_id),
+    )
