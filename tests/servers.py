@@ -37,7 +37,7 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20) -> ServerProcess:
+    def start(self, timeout: float = 90) -> ServerProcess:
         self.instance.mkdir(parents=True, exist_ok=True)
         env = os.environ | {
             "DATABASE_URL": self.db_url,
@@ -47,7 +47,9 @@ class ServerProcess:
         }
         cmd = [
             sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "1", "--access-logfile", "-", "wsgi:app",
+            "--graceful-timeout", "1", "--access-logfile", "-",
+            # gunicorn 27's control socket is one fixed path per user: servers side by side would share it.
+            "--no-control-socket", "wsgi:app",
         ]  # fmt: skip
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
