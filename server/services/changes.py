@@ -91,6 +91,10 @@ def _after_flush(session: Session, _context: Any) -> None:
 
 
 def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint's release: its changes stay noted and are numbered with the whole
+        # transaction's, once, just before the real COMMIT (so the counter's lock is held only then).
+        return
     session.flush()
     pending = session.info.pop(PENDING, None)
     if not pending:

@@ -23,6 +23,11 @@ def index(session: Session, kind: str, record_id: uuid.UUID, *texts: str | None)
         entry.tokens = tokens
 
 
+def add(session: Session, kind: str, record_id: uuid.UUID, *texts: str | None) -> None:
+    """The search entry of a record created in this transaction: it has none yet, so no lookup (and no autoflush)."""
+    session.add(SearchEntry(kind=kind, record_id=record_id, tokens=index_tokens(*texts)))
+
+
 def unindex(session: Session, kind: str, record_ids: list[uuid.UUID]) -> None:
     if record_ids:
         session.execute(delete(SearchEntry).where(SearchEntry.kind == kind, SearchEntry.record_id.in_(record_ids)))

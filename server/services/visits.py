@@ -90,18 +90,21 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
     _check_refs(session, data)
     problems = data.pop("problems")
     attachments = data.pop("attachments", [])
+    # One query for all the problem ids, before anything is pending (no flush per problem).
+    ids = [p["id"] for p in problems if p.get("id")]
+    if ids and session.scalar(select(Problem.id).where(Problem.id.in_(ids)).limit(1)) is not None:
+        raise ApiError(409, "A problem with this id exists.", code="id_taken")
     data["service_categories"] = [c.value for c in data["service_categories"]]
-    visit = Visit(**{**data, "id": visit_id}, cadre_id=actor.user_id, device_id=actor.device_id)
+    # An empty attachments list, so that reading it after the flush needs no lazy load.
+    visit = Visit(**{**data, "id": visit_id}, cadre_id=actor.user_id, device_id=actor.device_id, attachments=[])
     session.add(visit)
     for position, p in enumerate(problems):
-        if p.get("id") and session.get(Problem, p["id"]) is not None:
-            raise ApiError(409, "A problem with this id exists.", code="id_taken")
         _add_problem(visit, p, position)
     for a in attachments:
         _check_attachment_id(session, a["id"])
         visit.attachments.append(VisitAttachment(**a))
     session.flush()
-    _index(session, visit)
+    _index(session, visit, new=True)
     audit.record(
         session, actor, "create", "visit", visit.id,
         audit.snapshot(visit, VISIT_FIELDS)
@@ -148,10 +151,12 @@ def _add_problem(visit: Visit, p: dict[str, Any], position: int) -> Problem:
     return problem
 
 
-def _index(session: Session, visit: Visit) -> None:
-    search.index(session, "visit", visit.id, visit.summary, visit.location_text)
+def _index(session: Session, visit: Visit, *, new: bool = False) -> None:
+    """Index the visit and its problems; `new`: all were just created here, so none has an entry yet."""
+    put = search.add if new else search.index
+    put(session, "visit", visit.id, visit.summary, visit.location_text)
     for problem in visit.problems:
-        search.index(session, "problem", problem.id, problem.description)
+        put(session, "problem", problem.id, problem.description)
 
 
 def add_problem(session: Session, actor: Actor, visit_id: uuid.UUID, data: dict[str, Any]) -> Problem:
