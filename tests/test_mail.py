@@ -60,7 +60,7 @@ def test_a_message_is_multipart_utf8_and_marked_automatic():
     )
     raw = msg.as_bytes()
     # Any SMTP server takes it: headers are ASCII (RFC 2047), bodies base64.
-    head = raw.split(b"\r\n\r\n", 1)[0]
+    head = raw.split(b"\n\n", 1)[0]
     assert head.isascii() and b"=?utf-8?" in head
     parsed = parse(raw)
     assert parsed["Subject"] == SUBJECT
@@ -279,7 +279,8 @@ def test_a_result_is_not_recorded_over_a_claim_taken_over_by_another_sender(app)
         (claim,) = sender._claim(session, T0, sender.RetryPolicy(), 10, sender.SendReport())
     with session_scope(app) as session:  # another sender took it over after the lease ran out
         session.execute(update(MailMessage).values(attempts=MailMessage.attempts + 1))
-    assert sender._record(app, claim, {"status": "sent"}) is False
+    with session_scope(app) as session:
+        assert sender._record(session, claim, {"status": "sent"}) is False
     assert rows(app)[0].status == "sending"
 
 

@@ -35,6 +35,28 @@ def insert_ignore(session: Session, model: Any, values: Mapping[str, Any], keys:
     return session.execute(stmt).first() is not None
 
 
+def insert_ignore_many(
+    session: Session, model: Any, rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *, chunk: int = 500
+) -> set[tuple[Any, ...]]:
+    """Insert the rows whose `keys` are not taken yet, in multi-row statements; the keys inserted.
+
+    The same guarantee as `insert_ignore`, row by row, at the cost of one statement per `chunk`.
+    """
+    if not rows:
+        return set()
+    table = model.__table__
+    inserted: set[tuple[Any, ...]] = set()
+    for i in range(0, len(rows), chunk):
+        stmt = (
+            _insert(session, table)
+            .values([dict(r) for r in rows[i : i + chunk]])
+            .on_conflict_do_nothing(index_elements=list(keys))
+            .returning(*(table.c[k] for k in keys))
+        )
+        inserted.update(tuple(r) for r in session.execute(stmt))
+    return inserted
+
+
 def upsert(
     session: Session, model: Any, values: Mapping[str, Any], keys: Sequence[str], update: Mapping[str, Any]
 ) -> None:

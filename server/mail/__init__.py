@@ -3,7 +3,7 @@ and sent (with retries) by the scheduler's sender job. It knows nothing of refer
 
     outbox.enqueue()   queue a message once per dedupe key, in the caller's transaction
     render.render()    a template under server/templates/mail/ → subject, text, HTML
-    render.build()     a queued message → a multipart EmailMessage (UTF-8, Auto-Submitted)
+    render.build()     a queued message → a multipart text + HTML message (UTF-8, Auto-Submitted)
     transport          where messages go: .eml files (development) or SMTP
     sender.send_due()  claim due messages, send, record; retries with backoff; never lost
 

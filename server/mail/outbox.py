@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.db.followup_models import MailMessage
 from server.db.types import new_id, utcnow
-from server.db.upsert import insert_ignore
+from server.db.upsert import insert_ignore, insert_ignore_many
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +40,60 @@ def enqueue(
     INSERT … ON CONFLICT DO NOTHING: two transactions racing on one key queue it once (the second
     waits for the first on PostgreSQL's unique index, then does nothing). Does not commit.
     """
+    values = _values(to, subject, text, html, dedupe_key, headers, now or utcnow())
+    queued = insert_ignore(session, MailMessage, values, ["dedupe_key"])
+    if not queued:
+        log.debug("mail %s already queued", dedupe_key)
+    return queued
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for `enqueue_many`."""
+
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    html: str | None
+    dedupe_key: str
+    headers: Mapping[str, str] | None = None
+
+
+def enqueue_many(session: Session, messages: Iterable[Outgoing], now: dt.datetime | None = None) -> int:
+    """`enqueue` for many messages in a few statements (a sweep's worth); how many were queued now."""
+    now = now or utcnow()
+    rows = [_values(m.to, m.subject, m.text, m.html, m.dedupe_key, m.headers, now) for m in messages]
+    return len(insert_ignore_many(session, MailMessage, rows, ["dedupe_key"]))
+
+
+def _values(
+    to: str | Iterable[str],
+    subject: str,
+    text: str,
+    html: str | None,
+    dedupe_key: str,
+    headers: Mapping[str, str] | None,
+    now: dt.datetime,
+) -> dict[str, object]:
     recipients = [to] if isinstance(to, str) else list(dict.fromkeys(to))
     recipients = [r.strip() for r in recipients if r and r.strip()]
     if not recipients:
         raise ValueError("a message needs at least one recipient")
     if not dedupe_key or len(dedupe_key) > 160:
         raise ValueError("dedupe_key must be 1 to 160 characters")
-    now = now or utcnow()
-    values = dict(
-        id=new_id(),
-        dedupe_key=dedupe_key,
-        to_addrs=recipients,
-        subject=subject,
-        text_body=text,
-        html_body=html,
-        headers=dict(headers) if headers else None,
-        status=QUEUED,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    queued = insert_ignore(session, MailMessage, values, ["dedupe_key"])
-    if not queued:
-        log.debug("mail %s already queued", dedupe_key)
-    return queued
+    return {
+        "id": new_id(),
+        "dedupe_key": dedupe_key,
+        "to_addrs": recipients,
+        "subject": subject,
+        "text_body": text,
+        "html_body": html,
+        "headers": dict(headers) if headers else None,
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -6,11 +6,12 @@
                          └──────────────────▶ failed (logged; `flask --app wsgi mail-status`)
 
 A claim commits `sending` (with attempts + 1 and a lease in `next_attempt_at`) before any SMTP
-traffic, and each result commits right after its message. So a crash can leave a row `sending`
-only for the one message in flight; when its lease runs out it is claimed again and sent again
-with the same Message-ID (the server may or may not have taken it: SMTP cannot say, see RFC
-1047). We chose that over marking it failed: a duplicate that mail clients fold by Message-ID
-is better than a reminder silently lost. Nothing else is ever sent twice: a row is claimed by
+traffic, and results commit right after their messages, at most RECORD_EVERY (10) messages or
+RECORD_SECONDS (1 s) later. So a crash can leave rows `sending` only for those last few
+messages; when their lease runs out they are claimed again and sent again with the same
+Message-ID (the server may or may not have taken them: SMTP cannot say, see RFC 1047). We
+chose that over marking them failed: a duplicate that mail clients fold by Message-ID is
+better than a reminder silently lost. Nothing else is ever sent twice: a row is claimed by
 one sender at a time (FOR UPDATE SKIP LOCKED on PostgreSQL, the write lock on SQLite), and a
 result is recorded only if the row is still the claim it was (same status and attempt).
 """
@@ -29,7 +30,7 @@ from flask import Flask
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from server.db import session_scope
+from server.db import read_session, session_scope
 from server.db.followup_models import MailMessage
 from server.db.types import utcnow
 from server.mail import render
@@ -37,6 +38,10 @@ from server.mail.outbox import FAILED, QUEUED, SENDING, SENT
 from server.mail.transport import DeliveryError, Transport, from_config
 
 log = logging.getLogger(__name__)
+
+# Results are written together for up to this many messages or seconds (see _Results).
+RECORD_EVERY = 10
+RECORD_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,9 @@ def send_due(
     transport = transport or from_config(config, app.instance_path)
     report = SendReport()
     done = 0
+    if not _anything_due(app, now or utcnow()):
+        return report  # the usual case: no write transaction, no connection to the SMTP server
+    results = _Results(app, report)
     with transport:
         while limit is None or done < limit:
             size = batch if limit is None else min(batch, limit - done)
@@ -110,13 +118,17 @@ def send_due(
                 claims = _claim(session, now or utcnow(), policy, size, report)
             if not claims:
                 break
-            for i, claim in enumerate(claims):
-                if time.monotonic() - claimed_at > policy.lease.total_seconds() / 2:
-                    # A slow server: give the rest back before their lease could run out under us.
-                    _release(app, claims[i:], now)
-                    break
-                _send_one(app, transport, claim, mail_from, policy, now, report)
-                done += 1
+            try:
+                for i, claim in enumerate(claims):
+                    if time.monotonic() - claimed_at > policy.lease.total_seconds() / 2:
+                        # A slow server: give the rest back before their lease could run out under us.
+                        results.flush()
+                        _release(app, claims[i:], now)
+                        break
+                    results.add(claim, *_send_one(transport, claim, mail_from, policy, now))
+                    done += 1
+            finally:
+                results.flush()
             if len(claims) < size:
                 break
     if report.sent or report.retrying or report.failed:
@@ -130,13 +142,21 @@ def send_due(
     return report
 
 
-def _claim(session: Session, now: dt.datetime, policy: RetryPolicy, size: int, report: SendReport) -> list[_Claim]:
-    due = or_(
+def _anything_due(app: Flask, now: dt.datetime) -> bool:
+    with read_session(app) as session:
+        return session.scalar(select(MailMessage.id).where(_due(now)).limit(1)) is not None
+
+
+def _due(now: dt.datetime) -> Any:
+    return or_(
         and_(MailMessage.status == QUEUED, MailMessage.next_attempt_at <= now),
         # A claim whose lease ran out: its sender crashed or hung mid-send.
         and_(MailMessage.status == SENDING, MailMessage.next_attempt_at <= now),
     )
-    query = select(MailMessage).where(due).order_by(MailMessage.next_attempt_at, MailMessage.id).limit(size)
+
+
+def _claim(session: Session, now: dt.datetime, policy: RetryPolicy, size: int, report: SendReport) -> list[_Claim]:
+    query = select(MailMessage).where(_due(now)).order_by(MailMessage.next_attempt_at, MailMessage.id).limit(size)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     claims = []
@@ -167,14 +187,9 @@ def _claim(session: Session, now: dt.datetime, policy: RetryPolicy, size: int, r
 
 
 def _send_one(
-    app: Flask,
-    transport: Transport,
-    claim: _Claim,
-    mail_from: str,
-    policy: RetryPolicy,
-    now: dt.datetime | None,
-    report: SendReport,
-) -> None:
+    transport: Transport, claim: _Claim, mail_from: str, policy: RetryPolicy, now: dt.datetime | None
+) -> tuple[dict[str, Any], str]:
+    """Hand one message over; the values to record on its row and what became of it."""
     headers = {k: str(v) for k, v in claim.headers.items()}
     message_id = headers.pop("Message-ID", None) or render.message_id(str(claim.id), mail_from)
     try:
@@ -190,51 +205,73 @@ def _send_one(
         )
         refused = transport.send(message, mail_from, claim.to)
     except (DeliveryError, ValueError) as e:
-        _record_failure(app, claim, str(e), policy, now or utcnow(), report)
-        return
+        error = str(e)
+        if claim.attempts >= policy.max_attempts:
+            log.error("mail %s failed for good after %d attempts: %s", claim.id, claim.attempts, error)
+            return {"status": FAILED, "last_error": error}, FAILED
+        wait = policy.delay(claim.attempts)
+        log.warning("mail %s not sent (attempt %d), retrying in %s: %s", claim.id, claim.attempts, wait, error)
+        return {"status": QUEUED, "next_attempt_at": (now or utcnow()) + wait, "last_error": error}, QUEUED
     note = None
     if refused:
         note = "refused: " + "; ".join(f"{rcpt}: {reply}" for rcpt, reply in refused.items())
         log.warning("mail %s accepted, but not for every recipient: %s", claim.id, note)
-    values: dict[str, Any] = {"status": SENT, "sent_at": now or utcnow(), "last_error": note}
-    if _record(app, claim, values):
-        report.sent += 1
-    else:
-        report.lost_claims += 1
+    return {"status": SENT, "sent_at": now or utcnow(), "last_error": note}, SENT
 
 
-def _record_failure(
-    app: Flask, claim: _Claim, error: str, policy: RetryPolicy, now: dt.datetime, report: SendReport
-) -> None:
-    if claim.attempts >= policy.max_attempts:
-        values: dict[str, Any] = {"status": FAILED, "last_error": error}
-        if _record(app, claim, values):
-            report.failed += 1
-            log.error("mail %s failed for good after %d attempts: %s", claim.id, claim.attempts, error)
-        return
-    wait = policy.delay(claim.attempts)
-    values = {"status": QUEUED, "next_attempt_at": now + wait, "last_error": error}
-    if _record(app, claim, values):
-        report.retrying += 1
-        log.warning("mail %s not sent (attempt %d), retrying in %s: %s", claim.id, claim.attempts, wait, error)
+class _Results:
+    """Results waiting to be written: together, every RECORD_EVERY messages or RECORD_SECONDS.
+
+    One commit per message would cost a disk flush each (on SQLite, with synchronous=FULL, most of
+    the time a batch takes); grouping bounds what a crash can leave unrecorded, and so send again
+    with the same Message-ID, to those few messages.
+    """
+
+    def __init__(self, app: Flask, report: SendReport) -> None:
+        self.app = app
+        self.report = report
+        self.pending: list[tuple[_Claim, dict[str, Any], str]] = []
+        self.since = time.monotonic()
+
+    def add(self, claim: _Claim, values: dict[str, Any], outcome: str) -> None:
+        if not self.pending:
+            self.since = time.monotonic()
+        self.pending.append((claim, values, outcome))
+        if len(self.pending) >= RECORD_EVERY or time.monotonic() - self.since >= RECORD_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        with session_scope(self.app) as session:
+            recorded = [_record(session, claim, values) for claim, values, _outcome in pending]
+        for (_claim, _values, outcome), ok in zip(pending, recorded, strict=True):
+            if not ok:
+                self.report.lost_claims += 1
+            elif outcome == SENT:
+                self.report.sent += 1
+            elif outcome == FAILED:
+                self.report.failed += 1
+            else:
+                self.report.retrying += 1
 
 
-def _record(app: Flask, claim: _Claim, values: dict[str, Any]) -> bool:
+def _record(session: Session, claim: _Claim, values: dict[str, Any]) -> bool:
     """Record a result only if the row is still this claim (no other sender took it over)."""
-    with session_scope(app) as session:
-        result = session.execute(
-            update(MailMessage)
-            .where(
-                MailMessage.id == claim.id,
-                MailMessage.status == SENDING,
-                MailMessage.attempts == claim.attempts,
-            )
-            .values(**values)
+    result = session.execute(
+        update(MailMessage)
+        .where(
+            MailMessage.id == claim.id,
+            MailMessage.status == SENDING,
+            MailMessage.attempts == claim.attempts,
         )
-        recorded = result.rowcount == 1  # type: ignore[attr-defined]
+        .values(**values)
+    )
+    recorded = result.rowcount == 1  # type: ignore[attr-defined]
     if not recorded:
         log.warning("mail %s: its claim was taken over by another sender; result not recorded", claim.id)
-    return recorded
+    return bool(recorded)
 
 
 def _release(app: Flask, claims: list[_Claim], now: dt.datetime | None) -> None:
