@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import case, func, select, true
 from sqlalchemy.orm import Session
 
 from schemas.enums import ProblemOutcome
@@ -33,7 +33,7 @@ from server.db.types import utcnow
 from server.db.upsert import insert_ignore
 from server.domain.followups import sign_deadline
 from server.domain.periods import SHANGHAI, day_start, local_date
-from server.domain.referrals import ReferralState, ReferralStatus
+from server.domain.referrals import OPEN_STATUSES, ReferralState, ReferralStatus
 from server.domain.workdays import WorkCalendar, end_of_day
 from server.mail import outbox, render
 from server.services.calendar import load_calendar
@@ -237,6 +237,7 @@ _COLUMNS = (
     Referral.outcome,
     Referral.on_time,
     Referral.closed_at,
+    Referral.responded_at,
 )
 
 
@@ -289,16 +290,82 @@ class _Builder:
         )
 
 
-def _section(
-    session: Session, builder: _Builder, key: str, title: str, where: Any, order: Any, more_url: str | None
-) -> Section:
-    total = int(session.scalar(select(func.count()).select_from(Referral).where(where)) or 0)
-    rows = session.execute(select(*_COLUMNS).where(where).order_by(*order).limit(ITEMS_SHOWN)).all() if total else []
-    return Section(key, title, [builder.item(r) for r in rows], total, more_url if total > ITEMS_SHOWN else None)
+# --- the facts a run of digests needs, read once ----------------------------------------------
+
+_OPEN = tuple(st.value for st in OPEN_STATUSES)
+
+
+@dataclass
+class Facts:
+    """Everything the digests of one week show, read in a few queries for all departments at once
+    (or for one, for a preview), then sliced per department in memory: the open referrals, those
+    closed in the week before, and the revisits."""
+
+    as_of: dt.datetime
+    week: str
+    open: dict[uuid.UUID, list[Any]] = field(default_factory=dict)
+    closed: dict[uuid.UUID, list[Any]] = field(default_factory=dict)
+    week_revisits: dict[uuid.UUID, Counter[str]] = field(default_factory=dict)
+    unsatisfied: dict[uuid.UUID, list[Any]] = field(default_factory=dict)
+    year_revisits: dict[uuid.UUID, Counter[str]] = field(default_factory=dict)
+
+    def all_open(self) -> list[Any]:
+        return [r for rows in self.open.values() for r in rows]
+
+
+def read_facts(session: Session, week: str, as_of: dt.datetime, department_id: uuid.UUID | None = None) -> Facts:
+    facts = Facts(as_of, week)
+    only = (Referral.lead_department_id == department_id) if department_id else true()
+    period_end = day_start(week_monday(week))
+    period_start = period_end - dt.timedelta(days=7)
+    for row in session.execute(select(*_COLUMNS).where(only, Referral.status.in_(_OPEN))):
+        facts.open.setdefault(row.lead_department_id, []).append(row)
+    closed = session.execute(
+        select(*_COLUMNS).where(
+            only,
+            Referral.status == ReferralStatus.closed.value,
+            Referral.closed_at >= period_start,
+            Referral.closed_at < period_end,
+        )
+    )
+    for row in closed:
+        facts.closed.setdefault(row.lead_department_id, []).append(row)
+    year_start = day_start(dt.date(local_date(as_of).year, 1, 1))
+    revisits = session.execute(
+        select(Referral.lead_department_id, FollowUp.satisfaction, FollowUp.completed_at, *_COLUMNS[1:])
+        .join(Referral, Referral.id == FollowUp.referral_id)
+        .where(
+            only,
+            FollowUp.kind == "revisit",
+            FollowUp.satisfaction.is_not(None),
+            FollowUp.completed_at >= min(year_start, period_start),
+            FollowUp.completed_at < as_of,
+        )
+        .add_columns(Referral.id)
+    )
+    for row in revisits:
+        dept, answer, at = row.lead_department_id, str(row.satisfaction), row.completed_at
+        if at >= year_start:
+            facts.year_revisits.setdefault(dept, Counter())[answer] += 1
+        if period_start <= at < period_end:
+            facts.week_revisits.setdefault(dept, Counter())[answer] += 1
+            if answer == "unsatisfied":
+                facts.unsatisfied.setdefault(dept, []).append(row)
+    return facts
+
+
+def _section(b: _Builder, key: str, title: str, rows: list[Any], order: Any, more_url: str | None) -> Section:
+    chosen = sorted(rows, key=order)
+    items = [b.item(r) for r in chosen[:ITEMS_SHOWN]]
+    return Section(key, title, items, len(chosen), more_url if len(chosen) > ITEMS_SHOWN else None)
+
+
+def _by(*fields: str) -> Any:
+    return lambda row: tuple(getattr(row, f) for f in fields)
 
 
 def department_digest(
-    session: Session,
+    session: Session | None,
     department_id: uuid.UUID,
     week: str,
     *,
@@ -306,59 +373,52 @@ def department_digest(
     as_of: dt.datetime | None = None,
     calendar: WorkCalendar | None = None,
     directory: Directory | None = None,
+    facts: Facts | None = None,
 ) -> DepartmentDigest:
-    """One department's digest of `week`, as of `as_of` (default: that week's Monday 08:00)."""
+    """One department's digest of `week`, as of `as_of` (default: that week's Monday 08:00).
+
+    `facts` from `read_facts` (all departments) saves the queries when building many.
+    """
     week = parse_week(week)
-    as_of = as_of or send_moment(week)
-    calendar = calendar or load_calendar(session)
-    directory = directory or load_directory(session)
+    as_of = as_of or (facts.as_of if facts else send_moment(week))
+    if calendar is None or directory is None or facts is None:
+        if session is None:
+            raise ValueError("a session is needed unless calendar, directory and facts are given")
+        calendar = calendar or load_calendar(session)
+        directory = directory or load_directory(session)
+        facts = facts or read_facts(session, week, as_of, department_id)
     dept = directory.departments.get(department_id)
     if dept is None:
         raise LookupError(f"no active department {department_id}")
     b = _Builder(as_of, calendar, directory, base_url, departments=False)
-    mine = Referral.lead_department_id == department_id
-    period_end = day_start(week_monday(week))
-    period_start = period_end - dt.timedelta(days=7)
     soon = end_of_day(calendar.add_workdays(b.today, SOON_WORKDAYS))
     code = dept.code
     s = ReferralStatus
-    lead_move = Referral.status.in_(_LEAD_MOVE)  # the department's move: signing or answering
+    rows = facts.open.get(department_id, [])
+    lead_move = [r for r in rows if r.status in _LEAD_MOVE]  # the department's move: signing or answering
+
+    def url(state: str) -> str:
+        return referrals_url(base_url, department=code, state=state)
+
     sections = [
-        _section(
-            session, b, "awaiting_sign", "待签收", mine & (Referral.status == s.issued.value),
-            (Referral.issued_at,), referrals_url(base_url, department=code, state="issued"),
-        ),
-        _section(
-            session, b, "overdue", "已逾期", mine & lead_move & (Referral.deadline < as_of),
-            (Referral.deadline,), referrals_url(base_url, department=code, state="overdue"),
-        ),
-        _section(
-            session, b, "due_soon", f"{SOON_WORKDAYS}个工作日内到期",
-            mine & lead_move & (Referral.deadline >= as_of) & (Referral.deadline <= soon),
-            (Referral.deadline,), referrals_url(base_url, department=code, state="due_soon"),
-        ),
-        _section(
-            session, b, "extensions", "延期申请待审核", mine & (Referral.status == s.extension_requested.value),
-            (Referral.deadline,), referrals_url(base_url, department=code, state="extension_requested"),
-        ),
-        _section(
-            session, b, "returns", "退回申请待审核", mine & (Referral.status == s.return_requested.value),
-            (Referral.issued_at,), referrals_url(base_url, department=code, state="return_requested"),
-        ),
-        _section(
-            session, b, "closed", "上周办结",
-            mine & (Referral.status == s.closed.value) & (Referral.closed_at >= period_start)
-            & (Referral.closed_at < period_end),
-            (Referral.closed_at,), referrals_url(base_url, department=code, state="closed"),
-        ),
+        _section(b, "awaiting_sign", "待签收", [r for r in rows if r.status == s.issued.value],
+                 _by("issued_at", "id"), url("issued")),
+        _section(b, "overdue", "已逾期", [r for r in lead_move if r.deadline < as_of],
+                 _by("deadline", "id"), url("overdue")),
+        _section(b, "due_soon", f"{SOON_WORKDAYS}个工作日内到期", [r for r in lead_move if as_of <= r.deadline <= soon],
+                 _by("deadline", "id"), url("due_soon")),
+        _section(b, "extensions", "延期申请待审核", [r for r in rows if r.status == s.extension_requested.value],
+                 _by("deadline", "id"), url("extension_requested")),
+        _section(b, "returns", "退回申请待审核", [r for r in rows if r.status == s.return_requested.value],
+                 _by("issued_at", "id"), url("return_requested")),
+        _section(b, "closed", "上周办结", facts.closed.get(department_id, []), _by("closed_at", "id"), url("closed")),
     ]  # fmt: skip
-    awaiting_review = int(
-        session.scalar(select(func.count()).select_from(Referral).where(mine, Referral.status == s.responded.value))
-        or 0
-    )
-    satisfaction, unsatisfied = _satisfaction(session, b, mine, period_start, period_end)
-    year_start = day_start(dt.date(b.today.year, 1, 1))
-    revisits, satisfied = _satisfaction_totals(session, mine, year_start, as_of)
+    awaiting_review = sum(1 for r in rows if r.status == s.responded.value)
+    week_counts = facts.week_revisits.get(department_id, Counter())
+    satisfaction = {SATISFACTION_LABELS.get(k, k): n for k, n in sorted(week_counts.items(), key=_satisfaction_order)}
+    unsatisfied = sorted(facts.unsatisfied.get(department_id, []), key=_by("completed_at", "id"))[:ITEMS_SHOWN]
+    year = facts.year_revisits.get(department_id, Counter())
+    revisits, satisfied = sum(year.values()), sum(year[k] for k in _SATISFIED)
     return DepartmentDigest(
         department=dept,
         week=week,
@@ -366,41 +426,15 @@ def department_digest(
         as_of=as_of,
         sections=sections,
         satisfaction=satisfaction,
-        unsatisfied=unsatisfied,
+        unsatisfied=[b.item(r) for r in unsatisfied],
         awaiting_review=awaiting_review,
         year_rate=_rate(satisfied, revisits) if revisits else None,
     )
 
 
-def _revisits(condition: Any) -> Any:
-    return (
-        select(FollowUp.satisfaction, func.count())
-        .join(Referral, Referral.id == FollowUp.referral_id)
-        .where(FollowUp.kind == "revisit", FollowUp.satisfaction.is_not(None), condition)
-        .group_by(FollowUp.satisfaction)
-    )
-
-
-def _satisfaction(
-    session: Session, b: _Builder, mine: Any, start: dt.datetime, end: dt.datetime
-) -> tuple[dict[str, int], list[Item]]:
-    in_week = and_(mine, FollowUp.completed_at >= start, FollowUp.completed_at < end)
-    counts = {SATISFACTION_LABELS.get(k, k): int(n) for k, n in session.execute(_revisits(in_week))}
-    rows = session.execute(
-        select(*_COLUMNS)
-        .join(FollowUp, FollowUp.referral_id == Referral.id)
-        .where(in_week, FollowUp.kind == "revisit", FollowUp.satisfaction == "unsatisfied")
-        .order_by(FollowUp.completed_at)
-        .limit(ITEMS_SHOWN)
-    ).all()
-    return counts, [b.item(r) for r in rows]
-
-
-def _satisfaction_totals(session: Session, condition: Any, start: dt.datetime, end: dt.datetime) -> tuple[int, int]:
-    rows = dict(
-        session.execute(_revisits(and_(condition, FollowUp.completed_at >= start, FollowUp.completed_at < end))).all()
-    )
-    return sum(int(n) for n in rows.values()), sum(int(rows.get(k, 0)) for k in _SATISFIED)
+def _satisfaction_order(item: tuple[str, int]) -> int:
+    order = list(SATISFACTION_LABELS)
+    return order.index(item[0]) if item[0] in order else len(order)
 
 
 def bureau_digest(
@@ -411,64 +445,41 @@ def bureau_digest(
     as_of: dt.datetime | None = None,
     calendar: WorkCalendar | None = None,
     directory: Directory | None = None,
+    facts: Facts | None = None,
 ) -> BureauDigest:
     """The supervisors' summary of `week`: this year's figures per department, what waits for them."""
     week = parse_week(week)
-    as_of = as_of or send_moment(week)
+    as_of = as_of or (facts.as_of if facts else send_moment(week))
     calendar = calendar or load_calendar(session)
     directory = directory or load_directory(session)
+    facts = facts or read_facts(session, week, as_of)
     b = _Builder(as_of, calendar, directory, base_url, departments=True)
     year = b.today.year
     year_start = day_start(dt.date(year, 1, 1))
     this_year = (Referral.issued_at >= year_start) & (Referral.issued_at < as_of)
     counted = this_year & (Referral.status != ReferralStatus.cancelled.value)
     closed = Referral.status == ReferralStatus.closed.value
-    overdue = Referral.status.in_(_LEAD_MOVE) & (Referral.deadline < as_of)
 
     def n(condition: Any) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
     figures = {
-        dept_id: (int(a), int(c), int(o), int(v))
-        for dept_id, a, c, o, v in session.execute(
-            select(
-                Referral.lead_department_id,
-                func.count(),
-                n(closed),
-                n(closed & Referral.on_time.is_(True)),
-                n(overdue),
-            )
+        dept_id: (int(a), int(c), int(o))
+        for dept_id, a, c, o in session.execute(
+            select(Referral.lead_department_id, func.count(), n(closed), n(closed & Referral.on_time.is_(True)))
             .where(counted)
             .group_by(Referral.lead_department_id)
         )
     }
-    # Overdue counts every open referral past its deadline, whenever it was issued.
-    overdue_by = dict(
-        session.execute(
-            select(Referral.lead_department_id, func.count()).where(overdue).group_by(Referral.lead_department_id)
-        ).all()
-    )
-    revisit_rows = session.execute(
-        select(Referral.lead_department_id, FollowUp.satisfaction, func.count())
-        .join(Referral, Referral.id == FollowUp.referral_id)
-        .where(
-            FollowUp.kind == "revisit",
-            FollowUp.satisfaction.is_not(None),
-            FollowUp.completed_at >= year_start,
-            FollowUp.completed_at < as_of,
-        )
-        .group_by(Referral.lead_department_id, FollowUp.satisfaction)
-    )
-    revisits: Counter[uuid.UUID] = Counter()
-    satisfied: Counter[uuid.UUID] = Counter()
-    for dept_id, answer, count in revisit_rows:
-        revisits[dept_id] += int(count)
-        if answer in _SATISFIED:
-            satisfied[dept_id] += int(count)
+    open_rows = facts.all_open()
+    # Overdue counts every referral on its department's move past its deadline, whenever issued.
+    overdue_rows = [r for r in open_rows if r.status in _LEAD_MOVE and r.deadline < as_of]
+    overdue_by = Counter(r.lead_department_id for r in overdue_rows)
     rows = []
-    for dept_id in set(figures) | set(overdue_by) | set(revisits):
+    for dept_id in set(figures) | set(overdue_by) | set(facts.year_revisits):
         dept = directory.departments.get(dept_id)
-        issued, n_closed, on_time, _ = figures.get(dept_id, (0, 0, 0, 0))
+        issued, n_closed, on_time = figures.get(dept_id, (0, 0, 0))
+        answers = facts.year_revisits.get(dept_id, Counter())
         rows.append(
             DepartmentFigures(
                 department=dept.short_name if dept else "（已停用部门）",
@@ -476,9 +487,9 @@ def bureau_digest(
                 issued=issued,
                 closed=n_closed,
                 on_time=on_time,
-                overdue=int(overdue_by.get(dept_id, 0)),
-                revisits=revisits[dept_id],
-                satisfied=satisfied[dept_id],
+                overdue=overdue_by[dept_id],
+                revisits=sum(answers.values()),
+                satisfied=sum(answers[k] for k in _SATISFIED),
             )
         )
     # Most actionable first: the most overdue, then the lowest closing rate.
@@ -495,21 +506,14 @@ def bureau_digest(
     )
     s = ReferralStatus
     sections = [
-        _section(
-            session, b, "returns", "退回申请待审核", Referral.status == s.return_requested.value,
-            (Referral.issued_at,), referrals_url(base_url, state="return_requested"),
-        ),
-        _section(
-            session, b, "extensions", "延期申请待审核", Referral.status == s.extension_requested.value,
-            (Referral.deadline,), referrals_url(base_url, state="extension_requested"),
-        ),
-        _section(
-            session, b, "review", "办理反馈待审核", Referral.status == s.responded.value,
-            (Referral.responded_at,), referrals_url(base_url, state="responded"),
-        ),
-        _section(
-            session, b, "overdue", "逾期最久", overdue, (Referral.deadline,), referrals_url(base_url, state="overdue"),
-        ),
+        _section(b, "returns", "退回申请待审核", [r for r in open_rows if r.status == s.return_requested.value],
+                 _by("issued_at", "id"), referrals_url(base_url, state="return_requested")),
+        _section(b, "extensions", "延期申请待审核", [r for r in open_rows if r.status == s.extension_requested.value],
+                 _by("deadline", "id"), referrals_url(base_url, state="extension_requested")),
+        _section(b, "review", "办理反馈待审核", [r for r in open_rows if r.status == s.responded.value],
+                 _by("responded_at", "id"), referrals_url(base_url, state="responded")),
+        _section(b, "overdue", "逾期最久", overdue_rows, _by("deadline", "id"),
+                 referrals_url(base_url, state="overdue")),
     ]  # fmt: skip
     period_end = day_start(week_monday(week))
     period_start = period_end - dt.timedelta(days=7)
@@ -518,14 +522,6 @@ def bureau_digest(
             select(func.count())
             .select_from(Referral)
             .where(Referral.issued_at >= period_start, Referral.issued_at < period_end)
-        )
-        or 0
-    )
-    closed_last_week = int(
-        session.scalar(
-            select(func.count())
-            .select_from(Referral)
-            .where(closed, Referral.closed_at >= period_start, Referral.closed_at < period_end)
         )
         or 0
     )
@@ -538,7 +534,7 @@ def bureau_digest(
         rows=rows,
         sections=sections,
         new_last_week=new_last_week,
-        closed_last_week=closed_last_week,
+        closed_last_week=sum(len(v) for v in facts.closed.values()),
         list_url=referrals_url(base_url),
     )
 
@@ -605,38 +601,44 @@ def send_weekly(app: Flask, now: dt.datetime | None = None) -> DigestReport:
         calendar = load_calendar(session)
         directory = load_directory(session)
         done = set(session.scalars(select(DigestSent.recipient).where(DigestSent.week == week)))
-    if not calendar.is_workday(today):
-        report.skipped = "day off"
-        return report
-    if WEEK_DONE in done:
-        report.skipped = "done"
-        return report
+        if not calendar.is_workday(today):
+            report.skipped = "day off"
+            return report
+        if WEEK_DONE in done:
+            report.skipped = "done"
+            return report
+        # Read once for every department; each digest is then built and rendered without the write lock.
+        facts = read_facts(session, week, now)
+        bureau = None
+        if SUPERVISORS not in done and directory.supervisors:
+            bureau = bureau_digest(
+                session, week, base_url=base_url, as_of=now, calendar=calendar, directory=directory, facts=facts
+            )
     for dept in directory.departments.values():
         recipient = str(dept.id)
         if recipient in done:
             report.already += 1
             continue
+        mail = None
+        if dept.emails:
+            digest = department_digest(
+                None, dept.id, week, base_url=base_url, as_of=now, calendar=calendar, directory=directory, facts=facts
+            )
+            mail = None if digest.empty else render_department(digest)
         with session_scope(app) as session:
             if not dept.emails:
                 report.without_recipients += 1
                 _record(session, recipient, week, now)
                 continue
-            digest = department_digest(
-                session, dept.id, week, base_url=base_url, as_of=now, calendar=calendar, directory=directory
-            )
-            mail = None if digest.empty else render_department(digest)
             _record_and_queue(session, recipient, week, dept.emails, mail, now, report, dept.code)
     if SUPERVISORS in done:
         report.already += 1
     else:
         with session_scope(app) as session:
-            if not directory.supervisors:
+            if bureau is None:
                 report.without_recipients += 1
                 _record(session, SUPERVISORS, week, now)
             else:
-                bureau = bureau_digest(
-                    session, week, base_url=base_url, as_of=now, calendar=calendar, directory=directory
-                )
                 anything = bureau.totals.issued or bureau.totals.overdue or any(x.total for x in bureau.sections)
                 mail = render_bureau(bureau) if anything else None
                 _record_and_queue(session, SUPERVISORS, week, directory.supervisors, mail, now, report, SUPERVISORS)

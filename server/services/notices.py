@@ -26,7 +26,7 @@ from schemas.followups import FollowUpKind
 from server.db import read_session, session_scope
 from server.db.followup_models import CalendarOverride, NoticeSent, Referral
 from server.db.types import utcnow
-from server.db.upsert import insert_ignore
+from server.db.upsert import insert_ignore_many
 from server.domain.followups import (
     REMIND_BEFORE_WORKDAYS,
     Notice,
@@ -181,18 +181,48 @@ def _write(
     base_url: str,
     report: SweepReport,
 ) -> None:
-    """Record the due notices of one chunk in one transaction, skipping referrals changed since read."""
+    """Record the due notices of one chunk and queue their mail in one transaction.
+
+    The mail is rendered first, without the write lock. Then the notices' keys go in with one
+    INSERT … ON CONFLICT DO NOTHING RETURNING: only those this transaction inserted get their mail
+    (and, for a progress check, a follow-up task). Referrals changed since they were read (signed,
+    answered, extended) are left for the next sweep to see as they are.
+    """
     if not due:
         return
+    mails: dict[tuple[Any, ...], outbox.Outgoing | None] = {}
+    for row, notice in due:
+        kind, threshold, anchor = notice.key
+        to = directory.for_audience(row.lead_department_id, notice.audience)
+        mail = None
+        if to:
+            rendered = render.render("notice", notice_context(row, notice, now, calendar, directory, base_url))
+            key = f"notice:{row.id}:{kind}:{threshold}:{anchor}"
+            mail = outbox.Outgoing(tuple(to), rendered.subject, rendered.text, rendered.html, key)
+        mails[(row.id, *notice.key)] = mail
     with session_scope(app) as session:
         ids = list({row.id for row, _notice in due})
         versions = dict(session.execute(select(Referral.id, Referral.version).where(Referral.id.in_(ids))).all())
-        for row, notice in due:
-            if versions.get(row.id) != row.version:
-                continue  # signed, answered or extended meanwhile: the next sweep sees it as it is now
-            if _record(session, row, notice, now, calendar, directory, base_url, report) and (
-                notice.kind is NoticeKind.progress_check
-            ):
+        current = [(row, notice) for row, notice in due if versions.get(row.id) == row.version]
+        values = [
+            {"referral_id": row.id, "kind": n.key[0], "threshold": n.key[1], "anchor": n.key[2], "sent_at": now}
+            for row, n in current
+        ]
+        inserted = insert_ignore_many(session, NoticeSent, values, ["referral_id", "kind", "threshold", "anchor"])
+        queue = []
+        for row, notice in current:
+            noted = (row.id, *notice.key)
+            if noted not in inserted:
+                continue  # recorded by another sweep meanwhile
+            report.notices += 1
+            report.by_kind[notice.kind.value] = report.by_kind.get(notice.kind.value, 0) + 1
+            mail = mails[noted]
+            if mail is None:
+                report.without_recipients += 1
+                log.warning("%s %s for %s: nobody to send it to (no e-mail addresses)", *notice.key[:2], row.number)
+            else:
+                queue.append(mail)
+            if notice.kind is NoticeKind.progress_check:
                 # The department's task, on its list in the console until it reports progress.
                 followups.create_followup(
                     session,
@@ -203,6 +233,7 @@ def _write(
                     due_on=local_date(now),
                 )
                 report.progress_checks += 1
+        report.mails += outbox.enqueue_many(session, queue, now)
 
 
 def _next_date(answer: dict[str, Any] | None) -> dt.date | None:
@@ -214,35 +245,6 @@ def _next_date(answer: dict[str, Any] | None) -> dt.date | None:
     except ValueError:
         log.warning("a coordinating answer with an unreadable next date: %r", value)
         return None
-
-
-def _record(
-    session: Session,
-    row: Any,
-    notice: Notice,
-    now: dt.datetime,
-    calendar: WorkCalendar,
-    directory: Directory,
-    base_url: str,
-    report: SweepReport,
-) -> bool:
-    """Insert the notice's key, then (only if this call inserted it) queue its mail. True if recorded now."""
-    kind, threshold, anchor = notice.key
-    values = {"referral_id": row.id, "kind": kind, "threshold": threshold, "anchor": anchor, "sent_at": now}
-    if not insert_ignore(session, NoticeSent, values, ["referral_id", "kind", "threshold", "anchor"]):
-        return False
-    report.notices += 1
-    report.by_kind[kind] = report.by_kind.get(kind, 0) + 1
-    to = directory.for_audience(row.lead_department_id, notice.audience)
-    if not to:
-        report.without_recipients += 1
-        log.warning("%s %s for %s: nobody to send it to (no e-mail addresses)", kind, threshold, row.number)
-        return True
-    mail = render.render("notice", notice_context(row, notice, now, calendar, directory, base_url))
-    key = f"notice:{row.id}:{kind}:{threshold}:{anchor}"
-    if outbox.enqueue(session, to, mail.subject, mail.text, mail.html, dedupe_key=key, now=now):
-        report.mails += 1
-    return True
 
 
 def notice_context(
