@@ -339,6 +339,7 @@ def _history(view: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]
             for key, label in DETAIL_LABELS.items()
             if details.get(key) not in (None, "", [])
             and not (event["event"] == "issued" and key in ("co_department_ids", "workdays"))
+            and not (key == "deadline" and "until" in details)  # an extension: 延期至 says it
         ]
         out.append(event | {"pairs": pairs})
     return out
@@ -465,7 +466,7 @@ def referral_print(referral_id: uuid.UUID) -> Response:
     css = url_for("console.referral_sheet_css")
     script = url_for("static", filename="console/print.js")
     back = url_for("console.referral", referral_id=referral_id)
-    html = _STYLE.sub(f'<link rel="stylesheet" href="{css}">', html, count=1)
+    html = _STYLE.sub(f'<link rel="stylesheet" href="{css}">\n<link rel="icon" href="data:,">', html, count=1)
     html = html.replace(' onclick="window.print()"', " data-print")
     html = html.replace('<div class="tools">', f'<div class="tools"><a href="{back}">返回交办单</a> ', 1)
     html = html.replace("</body>", f'<script src="{script}"></script>\n</body>', 1)
