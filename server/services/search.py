@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, false, func, literal_column, select, text
+from sqlalchemy import ColumnElement, Select, delete, false, func, literal, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from server.db.models import SearchEntry
@@ -73,9 +73,11 @@ def _few_matches(session: Session, kind: str, phrases: list[str]) -> list[uuid.U
             .columns(record_id=SearchEntry.record_id.type)
         )
     else:
+        # The kind written into the SQL, not bound: only then may PostgreSQL use the partial index
+        # of that kind (migration 0006) in a prepared statement's generic plan too.
         found = (
             select(SearchEntry.record_id)
-            .where(SearchEntry.kind == kind, _entry_match(session, phrases))
+            .where(SearchEntry.kind == literal(kind, literal_execute=True), _entry_match(session, phrases))
             .limit(FEW_MATCHES + 1)
         )
     ids = list(session.scalars(found))
