@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Select, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, selectinload
 
 from schemas.common import INT32_MAX
@@ -274,7 +275,7 @@ def list_referrals(
         return paginate(
             session, query, [Referral.year, Referral.seq], cursor=args.get("cursor"), limit=limit, descending=True
         )
-    except OverflowError as e:  # a forged cursor with a number no column holds (SQLite raises, not refuses)
+    except (OverflowError, DataError) as e:  # a forged cursor with a number no column holds
         raise ApiError(400, "Invalid cursor.", code="invalid_cursor") from e
 
 
