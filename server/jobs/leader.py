@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from server.db import session_scope
+from server.db import read_session, session_scope
 from server.db.followup_models import SchedulerLease
 from server.db.types import utcnow
 
@@ -201,8 +201,18 @@ class LeaseLeader(Leader):
             return True
         return self.acquire()
 
+    def _taken(self, lease: SchedulerLease | None, now: dt.datetime) -> bool:
+        """Held by another process that may still be alive and whose lease has not run out."""
+        if lease is None or lease.holder == self.holder:
+            return False
+        return lease.expires_at > now and _alive_here(lease.holder) is not False
+
     def _renew(self) -> bool:
         now = utcnow()
+        # A standby looks without the write lock (it polls often; the leader's jobs write).
+        with read_session(self.app) as session:
+            if self._taken(session.get(SchedulerLease, self.name), now):
+                return False
         with session_scope(self.app) as session:
             lease = session.scalar(select(SchedulerLease).where(SchedulerLease.name == self.name))
             if lease is None:

@@ -190,7 +190,7 @@ class Scheduler:
         """
         deadline = time.monotonic() + wait
         while not self.leader.acquire():
-            if time.monotonic() >= deadline or self.stop.wait(0.2):
+            if time.monotonic() >= deadline or self.stop.wait(min(0.5, self.leader.check_interval)):
                 log.info("scheduler: another process is the leader (%s); nothing run", self.leader.describe())
                 return None
         ran: list[str] = []
