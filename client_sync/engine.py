@@ -335,6 +335,8 @@ def sync(
     nothing can go on until the cadre logs in again."""
     if store.get("needs_login"):
         raise LoginRequired("The server refused this device's token; log in again.", code="needs_login")
+    if not transport.token:
+        raise LoginRequired("Not logged in on this device.", code="not_logged_in")
     report = SyncReport()
     runners: dict[str, Callable[[], LaneReport]] = {
         "push": lambda: push(

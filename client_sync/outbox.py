@@ -144,6 +144,12 @@ def apply_results(store: Store, batch: list[dict[str, Any]], answer: dict[str, A
             status = RESULT_STATUS.get(str(result.get("status")))
             if status is None:
                 raise ProtocolError(f"Unknown result status {result.get('status')!r} for seq {row['seq']}.")
+            if result.get("record_id") not in (None, row["record_id"]):
+                # The server answered for another change with this seq (e.g. the device's database was
+                # restored from an older backup): acknowledging would lose this change silently.
+                raise ProtocolError(
+                    f"The server's seq {row['seq']} is {result['record_id']}, this device's is {row['record_id']}."
+                )
             db.execute(
                 "UPDATE outbox SET status = ?, reason = ?, result = ?, conflict_id = ?, updated_at = ? WHERE seq = ?",
                 [status, dumps(_reason(result)), dumps(result), result.get("conflict_id"), now, row["seq"]],

@@ -61,6 +61,10 @@ class Api:
         assert r.status_code < 300, (r.status_code, r.text)
         return r.json() if r.content else None
 
+    def device(self, device_id: str) -> dict[str, Any]:
+        """The supervisors' view of one device."""
+        return next(d for d in self("supervisor", "GET", "/api/v1/sync/devices") if d["id"] == device_id)
+
     def visits(self) -> list[dict[str, Any]]:
         return list(self("supervisor", "GET", "/api/v1/visits?limit=500")["items"])
 
@@ -93,12 +97,11 @@ def test_a_cadres_day(phone, world, api):
     assert sorted(v["id"] for v in on_server) == sorted(written)  # each once
     assert all(len(v["problems"]) == 2 for v in on_server)
     assert phone.status()["counts"] == {"queued": 0, "sent": 0, "acknowledged": 3, "needs_attention": 0, "conflict": 0}
-    device = [d for d in api("cadre", "GET", "/api/v1/sync/devices") if d["id"] == phone.device_id][0]
-    assert device["last_seq"] == 3 and device["queue_depth"] == 3
+    assert api.device(phone.device_id)["last_seq"] == 3 and api.device(phone.device_id)["queue_depth"] == 3
     again = phone.sync()  # the 2nd sync is a no-op
     assert again.done and again.lanes[0].steps == 0 and again.lanes[1].counts.get("changes", 0) == 0
     assert len(api.visits()) == 3
-    assert [d for d in api("cadre", "GET", "/api/v1/sync/devices") if d["id"] == phone.device_id][0]["last_seq"] == 3
+    assert api.device(phone.device_id)["last_seq"] == 3
 
 
 def test_a_refused_note_needs_attention_never_blocks_and_is_fixed(phone, world, api):

@@ -316,3 +316,13 @@ def test_sync_until_done_rides_out_a_busy_server(client, fake):
     app.forced = [error(503, "unavailable")] * 12
     report = client.sync_until_done(max_rounds=10)
     assert report.done and len(app.applied) == 1
+
+
+def test_an_answer_for_another_change_with_the_same_seq_is_never_taken_as_acknowledged(client, fake):
+    app, _server = fake
+    app.last_seq = 1  # the server holds seq 1 of this device already: another note (a restored phone)
+    app.stored = {1: {"seq": 1, "record_id": str(uuid.uuid4()), "status": "applied", "version": 1}}
+    note = write_note(client)
+    report = client.sync()
+    assert not report.ok and report.lanes[0].error_code == "protocol"
+    assert client.note(note)["status"] != "acknowledged" and client.store.get("next_seq") == 2
