@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from client_sync import Client
 from client_sync.transport import Backoff
@@ -85,29 +85,41 @@ def finish(client: Client) -> None:
     assert client.status()["queue_depth"] == 0
 
 
+def stored_count(app: Any) -> int:
+    with app.app_context(), db.read_session(app) as s:
+        return int(s.scalar(select(func.count()).select_from(Visit)) or 0)
+
+
 def test_server_killed_at_random_moments(app, world, db_url, tmp_path):
+    """SIGKILL whenever the server has stored another random share of the notes (not on a timer)."""
     server = ServerProcess(db_url, tmp_path / "srv").start()
     client = device(tmp_path, server.url)
     written = write_notes(client, world, NOTES)
     rng = random.Random(7)
+    batch = max(10, NOTES // 20)
+    # Kill points spread over the sync, at least two batches apart, so each is crossed on its own.
+    points = sorted(rng.sample(range(batch, NOTES - batch, 2 * batch), 6))
     done = threading.Event()
     kills = 0
 
     def killer() -> None:
         nonlocal kills
-        while not done.is_set() and kills < 8:
-            time.sleep(rng.uniform(0.2, 1.2))
+        for point in points:
+            while not done.is_set() and stored_count(app) < point:
+                time.sleep(0.01)
+            if done.is_set():
+                return
             server.kill()
             kills += 1
-            time.sleep(rng.uniform(0, 0.5))  # the device sees refused connections meanwhile
+            time.sleep(rng.uniform(0, 0.3))  # the device sees refused connections meanwhile
             server.start()
 
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        deadline = time.monotonic() + 300
-        while client.status()["queue_depth"] and time.monotonic() < deadline:
-            client.sync_until_done(max_rounds=5)
+        deadline = time.monotonic() + 600
+        while (thread.is_alive() or client.status()["queue_depth"]) and time.monotonic() < deadline:
+            client.sync_until_done(max_rounds=5, batch_size=batch)
         done.set()
         thread.join()
         finish(client)
@@ -116,7 +128,7 @@ def test_server_killed_at_random_moments(app, world, db_url, tmp_path):
         thread.join()
         server.stop()
         client.close()
-    assert kills >= 3
+    assert kills == len(points)
     assert_exactly(app, written)
 
 
