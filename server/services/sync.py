@@ -210,9 +210,10 @@ def push(session: Session, actor: Actor, data: dict[str, Any], client: Client) -
         for c in old:
             result = stored.get(c["seq"], {"seq": c["seq"], "record_id": str(c["record_id"]), "status": "applied"})
             results.append(result | {"replayed": True})
+    recorded = []
     for c in new:
         result = _apply_one(session, actor, device, c)
-        session.add(
+        recorded.append(
             SyncChange(
                 device_id=device.id,
                 seq=c["seq"],
@@ -224,8 +225,12 @@ def push(session: Session, actor: Actor, data: dict[str, Any], client: Client) -
                 payload=c["payload"] if result["status"] != "applied" else None,
             )
         )
-        device.last_seq = c["seq"]
         results.append(result)
+    # Added after the loop, not one by one: each savepoint would flush the last one on its own (an
+    # INSERT, and an UPDATE of the device, per change). Same transaction, so the same guarantee.
+    session.add_all(recorded)
+    if new:
+        device.last_seq = new[-1]["seq"]
     now = utcnow()
     device.last_push_at = now
     device.last_seen_at = now
