@@ -58,12 +58,12 @@ def _fts_rowids(phrases: list[str]) -> Any:
     return rowids.columns(literal_column("rowid"))
 
 
-def _few_matches(session: Session, kind: str, phrases: list[str]) -> list[uuid.UUID] | None:
-    """The ids of the records of `kind` that hold every phrase, or None when there are more than FEW_MATCHES."""
+def _first_matches(session: Session, kind: str, phrases: list[str]) -> Any:
+    """A subquery: the ids of up to FEW_MATCHES + 1 records of `kind` that hold every phrase."""
     if session.get_bind().dialect.name == "sqlite":
         # Driven from the full-text index (CROSS JOIN fixes the order): without statistics SQLite
         # would otherwise walk every entry of the kind and look each one up in the match list.
-        found: Any = (
+        return (
             text(
                 "SELECT search_entries.record_id FROM search_fts CROSS JOIN search_entries "
                 "ON search_entries.id = search_fts.rowid "
@@ -72,16 +72,13 @@ def _few_matches(session: Session, kind: str, phrases: list[str]) -> list[uuid.U
             .bindparams(fts=_fts_query(phrases), kind=kind, n=FEW_MATCHES + 1)
             .columns(record_id=SearchEntry.record_id.type)
         )
-    else:
-        # The kind written into the SQL, not bound: only then may PostgreSQL use the partial index
-        # of that kind (migration 0006) in a prepared statement's generic plan too.
-        found = (
-            select(SearchEntry.record_id)
-            .where(SearchEntry.kind == literal(kind, literal_execute=True), _entry_match(session, phrases))
-            .limit(FEW_MATCHES + 1)
-        )
-    ids = list(session.scalars(found))
-    return ids if len(ids) <= FEW_MATCHES else None
+    # The kind written into the SQL, not bound: only then may PostgreSQL use the partial index
+    # of that kind (migration 0006) in a prepared statement's generic plan too.
+    return (
+        select(SearchEntry.record_id)
+        .where(SearchEntry.kind == literal(kind, literal_execute=True), _entry_match(session, phrases))
+        .limit(FEW_MATCHES + 1)
+    )
 
 
 def page(
@@ -99,7 +96,7 @@ def page(
     """The newest-first page of the rows of `query` whose text contains every term of `q`.
 
     Neither database can tell how common a word is among the rows a list asks for, and the two
-    cases want opposite plans, so the index is asked first (at most FEW_MATCHES + 1 ids):
+    cases want opposite plans, so the index is asked first (counting at most FEW_MATCHES + 1):
     - a rare word (a firm's name): its few rows are fetched by id and sorted;
     - a common word (融资 is in a tenth of all problems): the list is walked newest first and
       each row is probed against the index; a page takes a few hundred probes.
@@ -109,9 +106,11 @@ def page(
     # A lone character is not in the bigram index: scan for it (slower, but rare).
     clauses: list[ColumnElement[bool]] = [text_column.contains(char, autoescape=True) for char in singles]
     if phrases:
-        ids = _few_matches(session, kind, phrases)
-        if ids is not None:
-            clauses.append(id_column.in_(ids))
+        first = _first_matches(session, kind, phrases)
+        # Counted in the database: the ids themselves are only needed there.
+        found = session.scalar(select(func.count()).select_from(first.subquery())) or 0
+        if found <= FEW_MATCHES:
+            clauses.append(id_column.in_(first) if found else false())
         else:
             entry = select(SearchEntry.id).where(
                 SearchEntry.kind == kind, SearchEntry.record_id == id_column, _entry_match(session, phrases)
