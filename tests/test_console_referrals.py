@@ -25,6 +25,7 @@ from server import db
 from server.db.followup_models import FollowUp, Referral
 from server.db.models import Department, Problem
 from tests.console_helpers import console_login, csrf_token
+from tests.factories import visit_note
 from tests.referral_helpers import ANSWER, issue, problem_ids, read, referral_in
 
 try:
@@ -605,3 +606,23 @@ def test_problems_routed_by_a_referral_reach_the_department(app, client, world, 
     assert f'href="/problems/{pid}"' in page
     with app.app_context():
         assert db.session().get(Problem, uuid.UUID(pid)).department_id == world.dept
+
+
+def test_the_dashboard_says_which_portfolio_targets_were_visited_in_the_period(app, client, world, login):
+    from server.db.models import Target, User
+
+    with app.app_context():
+        s = db.session()
+        cadre, firm = s.get(User, world.users["cadre"]).display_name, s.get(Target, world.firm).name
+    sup = login("supervisor")
+
+    def row(query: str = "") -> str:
+        page = text(sup.get(f"/dashboard{query}")).split("包挂走访情况")[1]
+        return re.search(rf"<tr><td>{cadre}</td>(.*?)</tr>", page, re.S).group(1)
+
+    assert firm in row()  # nothing visited yet
+    client.post("/api/v1/visits", json=visit_note(world), headers=world.headers("cadre"))  # at the firm, 2026-11-20
+    visited = row()
+    assert '<td class="num">1</td><td class="num">1</td>' in visited and firm not in visited
+    assert firm in row("?from=2026-01-01&to=2026-01-31")
+    assert firm not in row("?from=2026-11-01&to=2026-11-30")
