@@ -348,12 +348,18 @@ def throughput(url: str, kind: str, fx: Fixtures, *, clients: int, seconds: floa
 
 
 def run(kind: str, size: dataset.Size, *, reps: int, clients: int, seconds: float, max_requests: int,
-        do_explain: bool = False) -> dict[str, Any]:  # fmt: skip
+        do_explain: bool = False, do_throughput: bool = True,
+        sqlite_cache_mib: int | None = None) -> dict[str, Any]:  # fmt: skip
     _say(f"[{kind}] preparing {size.visits:,} visits / {size.problems:,} problems")
     url = dataset.prepare(kind, size)
     counts = dataset.counts(url)
     fx = fixtures(url)
     app = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
+    if sqlite_cache_mib and kind == "sqlite":
+        # A what-if for the in-process timings only: SQLite's page cache is 2 MiB per connection
+        # unless the app sets it, against a 600 MB file here.
+        pragma = f"PRAGMA cache_size=-{sqlite_cache_mib * 1024}"
+        event.listen(app.extensions["db_engine"], "connect", lambda dbapi_conn, _record: dbapi_conn.execute(pragma))
     ms = measures(fx, reps)
     if do_explain:
         explain(app, fx, ms)
@@ -365,14 +371,17 @@ def run(kind: str, size: dataset.Size, *, reps: int, clients: int, seconds: floa
     app.extensions["db_engine"].dispose()
     baseline = percentile(ms[0].timings, 50) * 1000
     load["before_throughput"] = os.getloadavg()[0]
-    _say(f"[{kind}] throughput on gunicorn -w 2, {clients} clients, {seconds:.0f} s each")
-    tp = throughput(url, kind, fx, clients=clients, seconds=seconds, max_requests=max_requests)
+    tp = None
+    if do_throughput:
+        _say(f"[{kind}] throughput on gunicorn -w 2, {clients} clients, {seconds:.0f} s each")
+        tp = throughput(url, kind, fx, clients=clients, seconds=seconds, max_requests=max_requests)
     load["after"] = os.getloadavg()[0]
     return {
         "database": kind,
         "counts": counts,
         "started": started,
         "cpus": os.cpu_count(),
+        "sqlite_cache_mib": sqlite_cache_mib if kind == "sqlite" else None,
         # Other programs on the machine slow wall times down; the 1-minute load average says how busy it was.
         "load_average": {k: round(v, 2) for k, v in load.items()},
         "queries": [m.summary(baseline) for m in ms],
@@ -400,7 +409,11 @@ def report(result: dict[str, Any]) -> Iterator[str]:
         target = f"<{q['target_p95_ms']:.0f} ms" if q["target_p95_ms"] else ""
         yield (f"{q['label']:<42} {q['n']:>5} {q['p50_ms']:>9.2f} {q['p95_ms']:>9.2f} {q['cpu_p50_ms']:>8.2f} "
                f"{_fmt(q['x_baseline_p50']):>7} {target:>9}  {verdict(q['pass'])}")  # fmt: skip
+    if result["sqlite_cache_mib"]:
+        yield f"(in-process timings with PRAGMA cache_size of {result['sqlite_cache_mib']} MiB, not the app's default)"
     tp = result["throughput"]
+    if tp is None:
+        return
     for name, r in (("GET /version on gunicorn (ceiling)", tp["ceiling"]), ("POST /visits on gunicorn", tp["post"])):
         yield (f"{name:<42} {r['ok']:>5} requests in {r['seconds']:.1f} s = {r['rps']:8.1f}/s"
                f"  (latency p50 {_fmt(r['p50_ms'], '.1f')} ms, p95 {_fmt(r['p95_ms'], '.1f')} ms)")  # fmt: skip
@@ -422,9 +435,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-requests", type=int, default=100_000, help="cap of each throughput run")
     parser.add_argument("--explain", action="store_true", help="print the query plans of each measure first")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the gunicorn runs")
+    parser.add_argument("--sqlite-cache-mib", type=int, help="what-if: SQLite page cache for the in-process timings")
     args = parser.parse_args(argv)
     result = run(args.db, dataset.Size(args.visits, args.problems), reps=args.reps, clients=args.clients,
-                 seconds=args.seconds, max_requests=args.max_requests, do_explain=args.explain)  # fmt: skip
+                 seconds=args.seconds, max_requests=args.max_requests, do_explain=args.explain,
+                 do_throughput=not args.no_throughput, sqlite_cache_mib=args.sqlite_cache_mib)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     print("\n".join(report(result)))
