@@ -25,13 +25,24 @@ from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import JSON, Connection, Table, event, insert, select, text
+from sqlalchemy import JSON, Connection, Table, event, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from schemas.enums import ParkType, ProblemCategory, ProblemOutcome, Role, ServiceCategory, TargetKind
 from server import db
-from server.db.models import Campaign, Department, PortfolioEntry, Problem, SearchEntry, Target, User, Visit
+from server.db.models import (
+    Campaign,
+    ChangeLogEntry,
+    Department,
+    PortfolioEntry,
+    Problem,
+    SearchEntry,
+    SyncCounter,
+    Target,
+    User,
+    Visit,
+)
 from server.demo import (
     CATEGORY_DEPARTMENT,
     DEPARTMENTS,
@@ -75,6 +86,7 @@ RECENT_OPEN_SHARE = 0.4
 VISITS = cast(Table, Visit.__table__)
 PROBLEMS = cast(Table, Problem.__table__)
 SEARCH_ENTRIES = cast(Table, SearchEntry.__table__)
+CHANGE_LOG = cast(Table, ChangeLogEntry.__table__)
 DEFERRED_REASONS = [
     "受国家宏观政策和国际贸易形势影响，暂不具备解决条件，已向企业做好解释。",
     "涉及国家税收政策调整，地方无权限，已向上级部门反映。",
@@ -240,10 +252,10 @@ def _rows(rng: random.Random, size: Size, d: _Directory) -> Iterator[tuple[dict[
 class _Writer:
     """Buffers rows of the large tables and writes them in order (visits before their problems)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tables: list[Table] | None = None) -> None:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
-        self.tables = [VISITS, PROBLEMS, SEARCH_ENTRIES]
+        self.tables = tables or [VISITS, PROBLEMS, SEARCH_ENTRIES]
         self.buffers: dict[str, list[dict[str, Any]]] = {t.name: [] for t in self.tables}
 
     def add(self, table: Table, row: dict[str, Any]) -> None:
@@ -266,8 +278,20 @@ class _Writer:
                 copy.write_row([Json(row[c]) if c in as_json else row[c] for c in columns])
 
 
-def load(url: str, size: Size, *, seed: int = 2026, progress: bool = True) -> None:
-    """Migrate the empty database at `url` and fill it with `size` visits and problems."""
+def _change(entity: str, row: dict[str, Any], number: int) -> dict[str, Any]:
+    """The change_log row the services would leave for a visit or problem (docs/sync-protocol.md)."""
+    return {"entity": entity, "record_id": row["id"], "change_no": number, "op": "upsert", "scope": "target",
+            "owner_id": row["cadre_id"], "target_id": row["target_id"], "changed_at": row["created_at"]}  # fmt: skip
+
+
+def load(
+    url: str, size: Size, *, seed: int = 2026, progress: bool = True, search: bool = True, change_log: bool = False
+) -> None:
+    """Migrate the empty database at `url` and fill it with `size` visits and problems.
+
+    `search`: write their search entries (as the services do). `change_log`: also number them in
+    change_log, in the order written, and move sync_counter to the last number (bench/sync.py).
+    """
     db.upgrade(url)
     rng = random.Random(seed)
     engine = db.make_engine(url)
@@ -279,21 +303,33 @@ def load(url: str, size: Size, *, seed: int = 2026, progress: bool = True) -> No
         with Session(engine) as session, session.begin():
             directory = _load_directory(session, rng)
         with engine.begin() as conn:
-            writer = _Writer(conn)
+            tables = [VISITS, PROBLEMS] + [SEARCH_ENTRIES] * search + [CHANGE_LOG] * change_log
+            writer = _Writer(conn, tables)
+            number = 0
             for i, (visit, visit_problems) in enumerate(_rows(rng, size, directory), start=1):
                 # The search entries the services write: a visit's summary and place, a problem's text.
                 writer.add(VISITS, visit)
-                tokens = index_tokens(visit["summary"], visit["location_text"])
-                writer.add(SEARCH_ENTRIES, {"kind": "visit", "record_id": visit["id"], "tokens": tokens})
+                if search:
+                    tokens = index_tokens(visit["summary"], visit["location_text"])
+                    writer.add(SEARCH_ENTRIES, {"kind": "visit", "record_id": visit["id"], "tokens": tokens})
+                if change_log:
+                    number += 1
+                    writer.add(CHANGE_LOG, _change("visit", visit, number))
                 for p in visit_problems:
                     writer.add(PROBLEMS, p)
-                    tokens = index_tokens(p["description"])
-                    writer.add(SEARCH_ENTRIES, {"kind": "problem", "record_id": p["id"], "tokens": tokens})
+                    if search:
+                        tokens = index_tokens(p["description"])
+                        writer.add(SEARCH_ENTRIES, {"kind": "problem", "record_id": p["id"], "tokens": tokens})
+                    if change_log:
+                        number += 1
+                        writer.add(CHANGE_LOG, _change("problem", p, number))
                 if i % CHUNK == 0:
                     writer.flush()
                     if progress and i % (CHUNK * 4) == 0:
                         _say(f"  {i:,} visits written ({time.perf_counter() - started:.0f} s)")
             writer.flush()
+            if change_log:
+                conn.execute(update(SyncCounter).where(SyncCounter.id == 1).values(value=number))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if conn.dialect.name == "postgresql":
                 # What autovacuum would do after a bulk load; done now so that timings do not race it.
@@ -337,8 +373,8 @@ def prepare_sqlite(size: Size) -> str:
     return url
 
 
-def prepare_postgresql(size: Size, admin_url: str = POSTGRES_ADMIN_URL, name: str = POSTGRES_DB) -> str:
-    """Database `name`, dropped and loaded afresh (COPY makes that quick enough); its URL."""
+def prepare_postgresql(size: Size, admin_url: str = POSTGRES_ADMIN_URL, name: str = POSTGRES_DB, **load_kw: Any) -> str:
+    """Database `name`, dropped and loaded afresh (COPY makes that quick enough); its URL. `load_kw` go to load()."""
     admin = make_url(admin_url)
     conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
@@ -346,7 +382,7 @@ def prepare_postgresql(size: Size, admin_url: str = POSTGRES_ADMIN_URL, name: st
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin.set(database=name).render_as_string(hide_password=False)
     _say(f"loading PostgreSQL database {name}")
-    load(url, size)
+    load(url, size, **load_kw)
     return url
 
 
