@@ -1,9 +1,11 @@
 """`make bench`: every benchmark on SQLite and on PostgreSQL, then one table of the figures.
 
-    python -m bench.run_all [--visits N --problems N --reps N --seconds S]
+    python -m bench.run_all [--visits N --problems N --reps N --seconds S] [--notes N --devices D --backlog N]
+                            [--bench foundation|sync] [--db sqlite|postgresql]
 
-Each database runs in a process of its own (bench/foundation.py); its full results are kept
-in bench/results/foundation-<db>.json. docs/benchmarks.md says how to read them.
+Each benchmark and database runs in a process of its own (bench/foundation.py, bench/sync.py);
+the full results are kept in bench/results/<benchmark>-<db>.json. docs/benchmarks.md says how
+to read them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bench import dataset
 from bench.foundation import ROOT, verdict
 
 DATABASES = ("sqlite", "postgresql")
+BENCHMARKS = ("foundation", "sync")
 
 
 def table(results: dict[str, dict[str, Any]]) -> Iterator[str]:
@@ -53,8 +56,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", type=int, default=dataset.DEFAULT_PROBLEMS)
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--notes", type=int, default=10_000, help="bench.sync: notes synced")
+    parser.add_argument("--devices", type=int, default=20, help="bench.sync: devices syncing at once")
+    parser.add_argument("--backlog", type=int, default=50_000, help="bench.sync: notes of the backlog run")
     parser.add_argument("--db", choices=DATABASES, action="append", help="only this database (repeatable)")
+    parser.add_argument("--bench", choices=BENCHMARKS, action="append", help="only this benchmark (repeatable)")
     args = parser.parse_args(argv)
+    benchmarks = args.bench or BENCHMARKS
+    if "foundation" in benchmarks:
+        foundation(args)
+    if "sync" in benchmarks:
+        for db in args.db or DATABASES:
+            out = dataset.RESULTS / f"sync-{db}.json"
+            cmd = [sys.executable, "-m", "bench.sync", "--db", db, "--json", str(out), "--notes", str(args.notes),
+                   "--devices", str(args.devices), "--backlog", str(args.backlog)]  # fmt: skip
+            print(f"== {' '.join(cmd[1:])}", flush=True)
+            subprocess.run(cmd, cwd=ROOT, check=True)  # it prints its table
+
+
+def foundation(args: argparse.Namespace) -> None:
     results: dict[str, dict[str, Any]] = {}
     for db in args.db or DATABASES:
         out = dataset.RESULTS / f"foundation-{db}.json"
