@@ -48,6 +48,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "SMTP_USERNAME": (None, str),
     "SMTP_PASSWORD": (None, str),
     "SMTP_TIMEOUT": (30.0, float),
+    "SMTP_CONNECTIONS": (4, int),
     "MAIL_MAX_ATTEMPTS": (10, int),
     "MAIL_RETRY_SECONDS": (300, int),
     "MAIL_RETRY_MAX_SECONDS": (6 * 3600, int),

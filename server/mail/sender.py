@@ -6,7 +6,7 @@
                          └──────────────────▶ failed (logged; `flask --app wsgi mail-status`)
 
 A claim commits `sending` (with attempts + 1 and a lease in `next_attempt_at`) before any SMTP
-traffic, and results commit right after their messages, at most RECORD_EVERY (10) messages or
+traffic, and results commit right after their messages, at most RECORD_EVERY (20) messages or
 RECORD_SECONDS (1 s) later. So a crash can leave rows `sending` only for those last few
 messages; when their lease runs out they are claimed again and sent again with the same
 Message-ID (the server may or may not have taken them: SMTP cannot say, see RFC 1047). We
@@ -18,16 +18,20 @@ result is recorded only if the row is still the claim it was (same status and at
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import logging
+import queue
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db import read_session, session_scope
@@ -40,7 +44,7 @@ from server.mail.transport import DeliveryError, Transport, from_config
 log = logging.getLogger(__name__)
 
 # Results are written together for up to this many messages or seconds (see _Results).
-RECORD_EVERY = 10
+RECORD_EVERY = 20
 RECORD_SECONDS = 1.0
 
 
@@ -104,13 +108,35 @@ def send_due(
     config = app.config
     policy = RetryPolicy.from_config(config)
     mail_from = config["MAIL_FROM"]
-    transport = transport or from_config(config, app.instance_path)
     report = SendReport()
     done = 0
     if not _anything_due(app, now or utcnow()):
         return report  # the usual case: no write transaction, no connection to the SMTP server
+    # Several connections at once when sending over SMTP: most of a message's time is spent
+    # waiting for the server's replies, which overlap. A given transport (tests) is used alone.
+    if transport is not None:
+        transports = [transport]
+    else:
+        n = max(1, int(config.get("SMTP_CONNECTIONS") or 1)) if config.get("MAIL_TRANSPORT") == "smtp" else 1
+        transports = [from_config(config, app.instance_path) for _ in range(n)]
+    idle: queue.SimpleQueue[Transport] = queue.SimpleQueue()
+    for t in transports:
+        idle.put(t)
     results = _Results(app, report)
-    with transport:
+
+    def send(claim: _Claim, claimed_at: float) -> tuple[_Claim, tuple[dict[str, Any], str] | None]:
+        if time.monotonic() - claimed_at > policy.lease.total_seconds() / 2:
+            return claim, None  # a slow server: give it back before its lease could run out under us
+        t = idle.get()
+        try:
+            return claim, _send_one(t, claim, mail_from, policy, now)
+        finally:
+            idle.put(t)
+
+    with contextlib.ExitStack() as stack:
+        for t in transports:
+            stack.enter_context(t)
+        pool = stack.enter_context(ThreadPoolExecutor(len(transports), thread_name_prefix="mail"))
         while limit is None or done < limit:
             size = batch if limit is None else min(batch, limit - done)
             claimed_at = time.monotonic()
@@ -118,17 +144,19 @@ def send_due(
                 claims = _claim(session, now or utcnow(), policy, size, report)
             if not claims:
                 break
+            unsent = []
             try:
-                for i, claim in enumerate(claims):
-                    if time.monotonic() - claimed_at > policy.lease.total_seconds() / 2:
-                        # A slow server: give the rest back before their lease could run out under us.
-                        results.flush()
-                        _release(app, claims[i:], now)
-                        break
-                    results.add(claim, *_send_one(transport, claim, mail_from, policy, now))
-                    done += 1
+                # Results are written here, in this thread only, as they come.
+                for claim, outcome in pool.map(send, claims, [claimed_at] * len(claims)):
+                    if outcome is None:
+                        unsent.append(claim)
+                    else:
+                        results.add(claim, *outcome)
+                        done += 1
             finally:
                 results.flush()
+                if unsent:
+                    _release(app, unsent, now)
             if len(claims) < size:
                 break
     if report.sent or report.retrying or report.failed:
@@ -257,17 +285,24 @@ class _Results:
                 self.report.retrying += 1
 
 
+_OUTBOX = cast(Table, MailMessage.__table__)
+
+
+@functools.cache
+def _update_claimed(columns: tuple[str, ...]) -> Any:
+    """UPDATE one claimed row (if it is still that claim) setting `columns`: built once, then reused."""
+    c = _OUTBOX.c
+    return (
+        update(_OUTBOX)
+        .where(c.id == bindparam("claim_id"), c.status == SENDING, c.attempts == bindparam("claim_attempts"))
+        .values({name: bindparam(name) for name in columns})
+    )
+
+
 def _record(session: Session, claim: _Claim, values: dict[str, Any]) -> bool:
     """Record a result only if the row is still this claim (no other sender took it over)."""
-    result = session.execute(
-        update(MailMessage)
-        .where(
-            MailMessage.id == claim.id,
-            MailMessage.status == SENDING,
-            MailMessage.attempts == claim.attempts,
-        )
-        .values(**values)
-    )
+    stmt = _update_claimed(tuple(sorted(values)))
+    result = session.execute(stmt, {"claim_id": claim.id, "claim_attempts": claim.attempts, **values})
     recorded = result.rowcount == 1  # type: ignore[attr-defined]
     if not recorded:
         log.warning("mail %s: its claim was taken over by another sender; result not recorded", claim.id)
@@ -278,12 +313,5 @@ def _release(app: Flask, claims: list[_Claim], now: dt.datetime | None) -> None:
     """Give unsent claims back, as if never claimed."""
     with session_scope(app) as session:
         for claim in claims:
-            session.execute(
-                update(MailMessage)
-                .where(
-                    MailMessage.id == claim.id,
-                    MailMessage.status == SENDING,
-                    MailMessage.attempts == claim.attempts,
-                )
-                .values(status=QUEUED, attempts=claim.attempts - 1, next_attempt_at=now or utcnow())
-            )
+            values = {"status": QUEUED, "attempts": claim.attempts - 1, "next_attempt_at": now or utcnow()}
+            _record(session, claim, values)
