@@ -331,26 +331,35 @@ def read_facts(session: Session, week: str, as_of: dt.datetime, department_id: u
     for row in closed:
         facts.closed.setdefault(row.lead_department_id, []).append(row)
     year_start = day_start(dt.date(local_date(as_of).year, 1, 1))
-    revisits = session.execute(
-        select(Referral.lead_department_id, FollowUp.satisfaction, FollowUp.completed_at, *_COLUMNS[1:])
-        .join(Referral, Referral.id == FollowUp.referral_id)
+    revisit = (FollowUp.kind == "revisit") & FollowUp.satisfaction.is_not(None)
+
+    def counted(start: dt.datetime, end: dt.datetime) -> dict[uuid.UUID, Counter[str]]:
+        found: dict[uuid.UUID, Counter[str]] = {}
+        rows = session.execute(
+            select(Referral.lead_department_id, FollowUp.satisfaction, func.count())
+            .join(Referral, Referral.id == FollowUp.referral_id)
+            .where(only, revisit, FollowUp.completed_at >= start, FollowUp.completed_at < end)
+            .group_by(Referral.lead_department_id, FollowUp.satisfaction)
+        )
+        for dept, answer, n in rows:
+            found.setdefault(dept, Counter())[str(answer)] += int(n)
+        return found
+
+    facts.year_revisits = counted(year_start, as_of)
+    facts.week_revisits = counted(period_start, period_end)
+    unsatisfied = session.execute(
+        select(*_COLUMNS, FollowUp.completed_at)
+        .join(FollowUp, FollowUp.referral_id == Referral.id)
         .where(
             only,
-            FollowUp.kind == "revisit",
-            FollowUp.satisfaction.is_not(None),
-            FollowUp.completed_at >= min(year_start, period_start),
-            FollowUp.completed_at < as_of,
+            revisit,
+            FollowUp.satisfaction == "unsatisfied",
+            FollowUp.completed_at >= period_start,
+            FollowUp.completed_at < period_end,
         )
-        .add_columns(Referral.id)
     )
-    for row in revisits:
-        dept, answer, at = row.lead_department_id, str(row.satisfaction), row.completed_at
-        if at >= year_start:
-            facts.year_revisits.setdefault(dept, Counter())[answer] += 1
-        if period_start <= at < period_end:
-            facts.week_revisits.setdefault(dept, Counter())[answer] += 1
-            if answer == "unsatisfied":
-                facts.unsatisfied.setdefault(dept, []).append(row)
+    for row in unsatisfied:
+        facts.unsatisfied.setdefault(row.lead_department_id, []).append(row)
     return facts
 
 

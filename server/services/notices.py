@@ -46,7 +46,7 @@ from server.services.recipients import Directory, load_directory
 
 log = logging.getLogger(__name__)
 
-CHUNK = 500  # referrals per transaction
+CHUNK = 1000  # referrals per transaction
 REQUIREMENTS_SHOWN = 60  # characters of the requirements quoted in a notice
 _LEAD_MOVE = (ReferralStatus.issued.value, ReferralStatus.signed.value)
 _ANSWERED = (ReferralStatus.responded.value, ReferralStatus.closed.value)
@@ -112,23 +112,20 @@ def sweep(app: Flask, now: dt.datetime | None = None, *, remind_before: int | No
 
 
 def _chunks(app: Flask, condition: Any) -> Iterator[tuple[list[Any], dict[uuid.UUID, set[NoticeKey]]]]:
-    """Matching referrals in id order, CHUNK at a time (keyset), with the notice keys already sent.
+    """Matching referrals CHUNK at a time, with the notice keys already sent to them.
 
-    Read without the write lock: most sweeps find nothing due, and on SQLite a write transaction
-    would hold up the web server's writers for nothing.
+    The ids come first, in one query on the status index; each chunk is then read by id. Read
+    without the write lock: most sweeps find nothing due, and on SQLite a write transaction would
+    hold up the web server's writers for nothing.
     """
-    after: uuid.UUID | None = None
-    while True:
-        query = select(*_COLUMNS).where(condition).order_by(Referral.id).limit(CHUNK)
-        if after is not None:
-            query = query.where(Referral.id > after)
+    with read_session(app) as session:
+        ids = list(session.scalars(select(Referral.id).where(condition).order_by(Referral.id)))
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i : i + CHUNK]
         with read_session(app) as session:
-            rows = list(session.execute(query).all())
-            if not rows:
-                return
-            sent = _sent(session, [r.id for r in rows])
+            rows = list(session.execute(select(*_COLUMNS).where(Referral.id.in_(chunk)).order_by(Referral.id)).all())
+            sent = _sent(session, chunk)
         yield rows, sent
-        after = rows[-1].id
 
 
 _COLUMNS = (
