@@ -626,3 +626,23 @@ def test_the_dashboard_says_which_portfolio_targets_were_visited_in_the_period(a
     assert '<td class="num">1</td><td class="num">1</td>' in visited and firm not in visited
     assert firm in row("?from=2026-01-01&to=2026-01-31")
     assert firm not in row("?from=2026-11-01&to=2026-11-30")
+
+
+def test_the_dashboard_counts_closed_on_time_and_satisfied(app, client, world, login):
+    sup = login("supervisor")
+
+    def tile(label: str) -> str:
+        return re.search(rf"<b>([^<]*)</b><span>{label}</span>", text(sup.get("/dashboard"))).group(1)
+
+    assert (tile("办结率"), tile("满意率")) == ("—%", "—%")
+    first, second = referral_in(client, world, "closed"), referral_in(client, world, "closed")
+    referral_in(client, world, "signed")
+    referral_in(client, world, "cancelled")  # not counted as issued
+    assert (tile("下发交办单"), tile("办结率"), tile("按时办结率")) == ("3", "66.7%", "100.0%")
+    for referral, satisfaction in ((first, "satisfied"), (second, "unsatisfied")):
+        followup = revisit_of(app, referral["id"])
+        body = {"satisfaction": satisfaction, "note": "企业反馈。", "version": followup.version}
+        url = f"/api/v1/followups/{followup.id}/complete"
+        assert client.post(url, json=body, headers=world.headers("cadre")).status_code == 200
+    assert tile("满意率") == "50.0%"
+    assert tile("办结率") == "33.3%"  # the unsatisfied revisit reopened the second

@@ -29,8 +29,13 @@ def _ratio(part: int, whole: int) -> float | None:
 def referral_figures(session: Session, first: dt.date | None, last: dt.date | None) -> dict[str, Any]:
     """Referrals issued in the period: 办结率, 按时办结率, 满意率 (revisits done in the period)."""
     start, end = day_bounds(first, last)
-    query = select(Referral.status, Referral.on_time)
-    revisits = select(FollowUp.satisfaction).where(FollowUp.kind == "revisit", FollowUp.status == "done")
+    # Counted by the database: a year of referrals is thousands of rows, the answer a few groups.
+    query = select(Referral.status, Referral.on_time, func.count()).group_by(Referral.status, Referral.on_time)
+    revisits = (
+        select(FollowUp.satisfaction, func.count())
+        .where(FollowUp.kind == "revisit", FollowUp.status == "done")
+        .group_by(FollowUp.satisfaction)
+    )
     if start is not None:
         query = query.where(Referral.issued_at >= start)
         revisits = revisits.where(FollowUp.completed_at >= start)
@@ -38,18 +43,19 @@ def referral_figures(session: Session, first: dt.date | None, last: dt.date | No
         query = query.where(Referral.issued_at < end)
         revisits = revisits.where(FollowUp.completed_at < end)
     rows = session.execute(query).all()
-    issued = sum(1 for r in rows if r.status != "cancelled")
-    closed = sum(1 for r in rows if r.status == "closed")
-    on_time = sum(1 for r in rows if r.status == "closed" and r.on_time)
-    answers = [s for (s,) in session.execute(revisits)]
-    satisfied = sum(1 for s in answers if s in ("satisfied", "basically_satisfied"))
+    issued = sum(n for status, _, n in rows if status != "cancelled")
+    closed = sum(n for status, _, n in rows if status == "closed")
+    on_time = sum(n for status, in_time, n in rows if status == "closed" and in_time)
+    answers = {satisfaction: int(n) for satisfaction, n in session.execute(revisits)}
+    revisited = sum(answers.values())
+    satisfied = answers.get("satisfied", 0) + answers.get("basically_satisfied", 0)
     return {
         "issued": issued,
         "closed": closed,
         "closed_rate": _ratio(closed, issued),
         "on_time_rate": _ratio(on_time, closed),
-        "revisits": len(answers),
-        "satisfaction_rate": _ratio(satisfied, len(answers)),
+        "revisits": revisited,
+        "satisfaction_rate": _ratio(satisfied, revisited),
     }
 
 
