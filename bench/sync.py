@@ -426,6 +426,7 @@ class Scenario:
     server_cpu: float | None = None  # until the last note was acknowledged
     server_cpu_total: float | None = None  # the whole sync, its pull included
     client_cpu: float | None = None  # the whole sync, its pull included
+    replayed: int = 0  # changes answered again after a push was resent
 
     def _per_note_ms(self, seconds: float | None) -> float | None:
         return None if seconds is None else round(seconds / self.notes * 1000, 2)
@@ -452,6 +453,7 @@ class Scenario:
             "server_cpu_ms_per_note": self._per_note_ms(self.server_cpu),
             "server_cpu_total_ms_per_note": self._per_note_ms(self.server_cpu_total),
             "client_cpu_ms_per_note": self._per_note_ms(self.client_cpu),
+            "replayed": self.replayed,
             "client_peak_mb": self.client_peak_mb,
             "client_idle_mb": self.client_idle_mb,
             "stored": self.stored,
@@ -558,6 +560,7 @@ def over_http(
         server_cpu=push_cpu,
         server_cpu_total=total_cpu,
         client_cpu=sum(r["cpu"] for r in results),
+        replayed=sum(r.get("replayed", 0) for r in results),
     )  # fmt: skip
 
 
@@ -787,7 +790,8 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     for s in result["scenarios"]:
         if s["total_seconds"] and s["batch"] > 1:
             yield (f"  {s['key']}: the whole sync (push, then the pull that brings the notes back) took "
-                   f"{s['total_seconds']:.1f} s = {s['notes'] / s['total_seconds']:.0f} notes/s")  # fmt: skip
+                   f"{s['total_seconds']:.1f} s = {s['notes'] / s['total_seconds']:.0f} notes/s; "
+                   f"{s['requests']} pushes, {s['replayed']} changes answered again after a resend")  # fmt: skip
     for p in result["pulls"]:
         yield (f"pull {PULL_LIMIT} changes, {p['rows']:>9,} rows in change_log: p50 {p['p50_ms']:7.1f} ms, "
                f"p95 {p['p95_ms']:7.1f} ms ({p['n']} pulls)")  # fmt: skip

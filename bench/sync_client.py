@@ -82,7 +82,9 @@ def sync_device(home: str) -> dict[str, Any]:
     from client_sync import Client
 
     session = TimedSession()
-    client = Client(home, session=session)
+    # A longer read timeout than a phone's default 30 s: 20 devices on 2 workers queue for minutes on a
+    # loaded machine, and a timed-out push is sent again (answered as a replay), which is work measured twice.
+    client = Client(home, session=session, timeout=(5.0, 300.0))
     idle_mb = peak_rss_mb()
     _ready()
     started, cpu = time.monotonic(), time.process_time()
@@ -99,6 +101,7 @@ def sync_device(home: str) -> dict[str, Any]:
         "push_seconds": [t for _, t in session.pushes],
         "pull_seconds": session.pulls,
         "acknowledged": int(acknowledged),
+        "replayed": sum(lane.counts.get("replayed", 0) for lane in report.lanes),
         "pending": int(pending),
         "done": report.done,
         "report": report.as_dict(),
