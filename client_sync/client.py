@@ -33,7 +33,7 @@ class Client:
         home: str | Path,
         *,
         server_url: str | None = None,
-        timeout: tuple[float, float] = (5.0, 30.0),
+        timeout: float | tuple[float, float] = (5.0, 30.0),
         retries: int = 4,
         backoff: Backoff | None = None,
         chunk_size: int = 512 * 1024,

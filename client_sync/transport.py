@@ -97,7 +97,7 @@ class Transport:
         base_url: str | None,
         *,
         token: str | None = None,
-        timeout: tuple[float, float] = (5.0, 30.0),
+        timeout: float | tuple[float, float] = (5.0, 30.0),
         retries: int = 4,
         backoff: Backoff | None = None,
         max_wait: float = 120.0,
