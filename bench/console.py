@@ -116,25 +116,8 @@ def prepare(kind: str, size: dataset.Size, referrals: int) -> str:
     return url
 
 
-def innerjoin_problems() -> None:
-    """Load a referral's problems with an inner join (ReferralProblem.problem_id is NOT NULL).
-
-    As mapped (lazy="joined", outer), SQLAlchemy nests Problem's inner join to its target inside
-    the outer join: `referral_problems LEFT OUTER JOIN (problems JOIN targets)`, which SQLite
-    answers by materialising every problem joined to its target. Each load of a referral's
-    problems then reads all 300,000 problems. This switch gives the flat join the mapping should
-    have; it changes the SQL, not the rows.
-    """
-    from server.db.followup_models import ReferralProblem
-
-    relationship: Any = ReferralProblem.problem.property
-    relationship.innerjoin = True
-
-
 def add_referrals(url: str, count: int) -> None:
-    """Write the referrals in a process of its own, with the flat join (see innerjoin_problems):
-    as mapped, every move would take seconds at this size, and the timing process must not inherit
-    the switch unless asked to."""
+    """Write the referrals in a process of its own (the services' imports stay out of the timing)."""
     import multiprocessing
 
     process = multiprocessing.get_context("spawn").Process(target=_add_referrals, args=(url, count))
@@ -146,7 +129,6 @@ def add_referrals(url: str, count: int) -> None:
 
 def _add_referrals(url: str, count: int, seed: int = 5) -> None:
     """Issue `count` referrals through the services and move each to its ending, at past moments."""
-    innerjoin_problems()
     rng = random.Random(seed)
     engine = db.make_engine(url)
     started = time.perf_counter()
@@ -371,15 +353,12 @@ def run(
     referrals: int,
     reps: int,
     profile_key: str | None,
-    flat_join: bool = False,
     budget: float = 120.0,
     min_reps: int = MIN_REPS,
     only: set[str] | None = None,
 ) -> dict[str, Any]:
     _say(f"[{kind}] preparing {size.visits:,} visits / {size.problems:,} problems / {referrals:,} referrals")
     url = prepare(kind, size, referrals)
-    if flat_join:
-        innerjoin_problems()
     counts = dataset.counts(url)
     engine = db.make_engine(url)
     with engine.connect() as conn:
@@ -405,7 +384,6 @@ def run(
     baseline = percentile(ms[0].timings, 50) * 1000
     return {
         "database": kind,
-        "flat_join": flat_join,
         "counts": counts,
         "started": started,
         "cpus": os.cpu_count(),
@@ -420,7 +398,7 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     c = result["counts"]
     yield (f"Issue 5 console benchmark: {result['database']}, {c['visits']:,} visits, {c['problems']:,} problems, "
            f"{c['referrals']:,} referrals, {result['cpus']} CPUs"
-           + (" (referral problems loaded with a flat inner join)" if result["flat_join"] else ""))  # fmt: skip
+           )  # fmt: skip
     la = result["load_average"]
     yield f"load average (1 min): {la['before']} before, {la['after']} after"
     yield (f"{'page':<44} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'CPU p50':>8} {'CPU p95':>8} {'SQL':>4} "
@@ -451,15 +429,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-reps", type=int, default=MIN_REPS, help="timed requests per measure at least")
     parser.add_argument("--only", help="comma-separated measures to time (dashboard,problems,referrals,inbox …)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument(
-        "--flat-join", action="store_true", help="time with referral problems loaded by an inner join (the fix)"
-    )
     args = parser.parse_args(argv)
     size = dataset.Size(args.visits, args.problems)
     only = set(args.only.split(",")) if args.only else None
-    result = run(
-        args.db, size, args.referrals, args.reps, args.profile, args.flat_join, args.budget, args.min_reps, only
-    )
+    result = run(args.db, size, args.referrals, args.reps, args.profile, args.budget, args.min_reps, only)
     if args.json:
         args.json.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     print("\n".join(report(result)))

@@ -83,7 +83,7 @@ class Referral(Timestamped, Base):
     pending_reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(default=1)
 
-    lead_department: Mapped[Department] = relationship(lazy="joined")
+    lead_department: Mapped[Department] = relationship(lazy="joined", innerjoin=True)
     co_departments: Mapped[list[ReferralDepartment]] = relationship(
         back_populates="referral", cascade="all, delete-orphan"
     )
@@ -117,7 +117,10 @@ class ReferralProblem(Base):
     problem_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("problems.id"), index=True)
 
     referral: Mapped[Referral] = relationship(back_populates="problems")
-    problem: Mapped[Problem] = relationship(lazy="joined")
+    # An inner join (problem_id is NOT NULL): as an outer join, SQLAlchemy nests Problem's own
+    # inner join to its target inside it, which SQLite answers by materialising every problem
+    # joined to its target (30 s a referral list at 300,000 problems; docs/benchmarks.md).
+    problem: Mapped[Problem] = relationship(lazy="joined", innerjoin=True)
 
 
 class ReferralEventRow(Base):
