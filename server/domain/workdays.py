@@ -65,7 +65,7 @@ class WorkCalendar:
     def __init__(self, overrides: Mapping[dt.date, bool] | None = None) -> None:
         self._overrides: dict[dt.date, bool] = dict(overrides or {})
         # Per year, prefix[i] = working days among the year's first i + 1 days: counts in O(years).
-        self._prefix: dict[int, list[int]] = {}
+        self._prefix: dict[int, tuple[int, ...]] = {}
 
     @property
     def overrides(self) -> Mapping[dt.date, bool]:
@@ -75,9 +75,7 @@ class WorkCalendar:
         override = self._overrides.get(day)
         if override is not None:
             return override
-        if has_data(day.year):
-            return bool(chinese_calendar.is_workday(day))
-        return day.weekday() < 5
+        return _base_year(day.year)[day.timetuple().tm_yday - 1]
 
     def next_workday(self, day: dt.date) -> dt.date:
         """The first working day strictly after `day`."""
@@ -124,12 +122,35 @@ class WorkCalendar:
     def _upto(self, day: dt.date) -> int:
         return self._year(day.year)[day.timetuple().tm_yday - 1]
 
-    def _year(self, year: int) -> list[int]:
+    def _year(self, year: int) -> tuple[int, ...]:
         prefix = self._prefix.get(year)
         if prefix is None:
-            prefix, count, first = [], 0, dt.date(year, 1, 1).toordinal()
-            for ordinal in range(first, first + (366 if calendar.isleap(year) else 365)):
-                count += self.is_workday(dt.date.fromordinal(ordinal))
-                prefix.append(count)
-            self._prefix[year] = prefix
+            first = dt.date(year, 1, 1)
+            last = dt.date(year, 12, 31)
+            mine = tuple(sorted((day, on) for day, on in self._overrides.items() if first <= day <= last))
+            prefix = self._prefix[year] = _year_prefix(year, mine)
         return prefix
+
+
+@functools.lru_cache(maxsize=64)
+def _base_year(year: int) -> tuple[bool, ...]:
+    """Each day of `year`: a working day by chinese_calendar, or Mon–Fri for a year without data.
+
+    Cached for the process: the package's data does not change while it runs, and asking it day by
+    day (it validates each date) made every console page that counts overdue days pay for a year.
+    """
+    data = has_data(year)
+    first = dt.date(year, 1, 1).toordinal()
+    days = (dt.date.fromordinal(o) for o in range(first, first + (366 if calendar.isleap(year) else 365)))
+    return tuple(bool(chinese_calendar.is_workday(d)) if data else d.weekday() < 5 for d in days)
+
+
+@functools.lru_cache(maxsize=256)
+def _year_prefix(year: int, overrides: tuple[tuple[dt.date, bool], ...]) -> tuple[int, ...]:
+    """prefix[i] = working days among the year's first i + 1 days, with that year's overrides."""
+    changed = {day.timetuple().tm_yday - 1: on for day, on in overrides}
+    count, prefix = 0, []
+    for i, base in enumerate(_base_year(year)):
+        count += changed.get(i, base)
+        prefix.append(count)
+    return tuple(prefix)
