@@ -20,7 +20,42 @@ PUBLIC = "public"
 
 
 class Api(SmorestApi):
+    """flask-smorest's Api, writing the OpenAPI document when it is first read rather than at start-up.
+
+    Documenting the views (flask-smorest deep-copies each blueprint's docs and apispec resolves
+    every schema) was three quarters of create_app(); a worker that never serves the document
+    never pays for it. The routes themselves are registered at once, as before.
+    """
+
     ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
+        self._undocumented: list[tuple[Any, str, Any]] = []
+        self._documenting = False
+        super().__init__(app, **kwargs)
+
+    @property
+    def spec(self) -> Any:
+        if self._undocumented and not self._documenting:
+            self._documenting = True
+            try:
+                while self._undocumented:
+                    blp, name, parameters = self._undocumented.pop(0)
+                    blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                    self._spec.tag({"name": name, "description": blp.description})
+            finally:
+                self._documenting = False
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self._spec = value
+
+    def register_blueprint(self, blp: Any, *, parameters: Any = None, **options: Any) -> None:
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.from_http_exception(error)
