@@ -1,5 +1,7 @@
 """A believable Xuzhou for the demo: parks, projects, firms, 43 cadres, departments, campaigns,
-and months of visits and problems whose outcome mix follows the article.
+months of visits and problems whose outcome mix follows the article, and a dozen referrals
+(交办单) in every state, so that the scheduler `make run` starts has reminders, escalations and
+a progress check to send at once.
 
 Deterministic (a fixed random seed), and loaded once: running it again changes nothing.
 The text generators are reused by bench/ to build the large data sets.
@@ -12,12 +14,24 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas.enums import ParkType, ProblemCategory, ProblemOutcome, Role, ServiceCategory, TargetKind
+from schemas.enums import (
+    ParkType,
+    ProblemCategory,
+    ProblemOutcome,
+    ProblemStatus,
+    Role,
+    ServiceCategory,
+    TargetKind,
+)
+from schemas.followups import Satisfaction
+from server.db.followup_models import FollowUp, ReferralProblem
 from server.db.models import (
+    AuditEntry,
     Campaign,
     Department,
     PortfolioEntry,
@@ -29,12 +43,18 @@ from server.db.models import (
 )
 from server.domain.periods import SHANGHAI
 from server.domain.problems import status_for
+from server.domain.referrals import ReferralAction
 from server.domain.search import index_tokens
-from server.services import audit
-from server.services.actors import SYSTEM
+from server.domain.workdays import WorkCalendar
+from server.services import audit, followups, referrals
+from server.services.actors import SYSTEM, Actor
 from server.services.auth import hash_password
+from server.services.calendar import load_calendar
 
 DEMO_PASSWORD = "xuzhou-demo-2026"
+# Audit entries ("seed", mark) that say what the demo has loaded in a database.
+DEMO_MARK = "demo"
+REFERRALS_MARK = "demo_referrals"
 # One account per role, shown by `make run` and in the README.
 DEMO_ACCOUNTS = [
     ("admin", Role.admin, "系统管理员"),
@@ -358,10 +378,25 @@ def _category_for(outcome: ProblemOutcome | None, rng: random.Random) -> Problem
 
 
 def seed(session: Session, today: dt.date | None = None) -> bool:
-    """Load the demo data unless it is there. Returns True when it loaded something."""
-    if session.scalar(select(User.id).where(User.username == "admin")) is not None:
-        return False
+    """Load the demo data unless it is there. Returns True when it loaded something.
+
+    A demo database loaded before the demo had referrals gets them now, once.
+    """
     today = today or dt.datetime.now(SHANGHAI).date()
+    if session.scalar(select(User.id).where(User.username == "admin")) is not None:
+        return _seeded(session, DEMO_MARK) and seed_referrals(session, today)
+    _seed_people_and_visits(session, today)
+    seed_referrals(session, today)
+    return True
+
+
+def _seeded(session: Session, mark: str) -> bool:
+    """Whether the demo recorded `mark` (its audit entry) in this database."""
+    query = select(AuditEntry.id).where(AuditEntry.action == "seed", AuditEntry.entity == mark).limit(1)
+    return session.scalar(query) is not None
+
+
+def _seed_people_and_visits(session: Session, today: dt.date) -> None:
     rng = random.Random(2026)
     pw = hash_password(DEMO_PASSWORD)
 
@@ -447,8 +482,7 @@ def seed(session: Session, today: dt.date | None = None) -> bool:
                 session.add(problem)
                 session.add(SearchEntry(kind="problem", record_id=problem.id, tokens=index_tokens(problem.description)))
         session.flush()
-    audit.record(session, SYSTEM, "seed", "demo", None, {"campaigns": [p.code for p in campaign_plans(today)]})
-    return True
+    audit.record(session, SYSTEM, "seed", DEMO_MARK, None, {"campaigns": [p.code for p in campaign_plans(today)]})
 
 
 def _visits_for(
@@ -499,3 +533,183 @@ def _visits_for(
                 problem.closed_at = decided
             problems.append(problem)
         yield visit, problems
+
+
+# Referrals --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferralPlan:
+    """A demo referral, made by the services at past moments counted in working days before today.
+
+    `department` is the lead department wanted (by code): the plan takes an open problem of its
+    field if there is one, else the next open problem and that problem's usual department.
+    Moments are (working days before today, Beijing hour); `moves` are taken in order.
+    """
+
+    note: str
+    department: str
+    issued: tuple[int, int]
+    workdays: int
+    moves: tuple[tuple[str, int, int], ...] = ()
+    co: tuple[str, ...] = ()
+
+
+# On the seeding day's first sweep these send: sign reminders, a 督办 at 1 and at 5 working days
+# overdue, a 催办 on the due day and one two working days ahead, and a progress check.
+REFERRAL_PLANS = [
+    ReferralPlan("closed solved, revisited: satisfied", "rsj", (25, 10), 8,
+                 (("sign", 24, 9), ("solved", 19, 15), ("accept", 18, 10), ("revisit", 16, 11))),
+    ReferralPlan("closed coordinating, its next step yesterday: a progress check", "jrjg", (20, 10), 10,
+                 (("sign", 19, 9), ("coordinating", 12, 15), ("accept", 11, 10))),
+    ReferralPlan("signed, 7 working days overdue: 督办 overdue-5", "rsj", (12, 15), 5, (("sign", 11, 9),),
+                 co=("yingshang",)),
+    ReferralPlan("closed solved on time: an open revisit for a cadre", "yingshang", (10, 10), 10,
+                 (("sign", 9, 9), ("solved", 4, 16), ("accept", 3, 10))),
+    ReferralPlan("answered, waiting for a supervisor's review", "kjj", (9, 10), 10,
+                 (("sign", 8, 9), ("solved", 1, 16))),
+    ReferralPlan("signed, more time asked for", "zrzy", (8, 10), 10, (("sign", 7, 9), ("extension", 1, 15))),
+    ReferralPlan("never signed, 3 working days overdue: sign reminder and 督办 overdue-1", "gdgs", (6, 9), 3),
+    ReferralPlan("signed, due today: 催办 due-day", "zjj", (5, 10), 5, (("sign", 4, 9),)),
+    ReferralPlan("signed, in progress", "swuj", (4, 11), 15, (("sign", 3, 10),)),
+    ReferralPlan("signed, due in two working days: 催办 before-2", "rsj", (3, 14), 5, (("sign", 2, 9),)),
+    ReferralPlan("not signed past the time limit: sign reminder", "jrjg", (2, 10), 10),
+    ReferralPlan("the department asks to return it", "fgw", (2, 16), 5, (("return", 1, 10),)),
+]  # fmt: skip
+
+_REQUIREMENTS = "请协调解决{target}反映的{category}问题，{workdays}个工作日内反馈办理结果。"
+_SOLVED_ANSWER = "已与企业负责人对接，{d}现场办公协调，问题已解决，企业表示认可。"
+_COORDINATING_ANSWER = "已召开专题协调会，{d}牵头梳理企业诉求，明确办理路径。"
+_COORDINATING_PLAN = "分两步推进：先完成材料审核，再组织相关单位联合办理，按约定日期报送进展。"
+_EXTENSION_REASON = "需报请省级主管部门审核，预计在原期限内无法办结，申请延长5个工作日。"
+_RETURN_GROUNDS = "经核实，该事项不属于本单位职责范围，建议改由相关主管部门主办。"
+_REVISIT_NOTE = "企业负责人表示问题已解决，对办理结果满意。"
+
+
+def workday_before(calendar: WorkCalendar, day: dt.date, n: int) -> dt.date:
+    """The Nth working day before `day` (`day` itself for 0)."""
+    while n:
+        day -= dt.timedelta(days=1)
+        if calendar.is_workday(day):
+            n -= 1
+    return day
+
+
+def seed_referrals(session: Session, today: dt.date) -> bool:
+    """Issue REFERRAL_PLANS through the referral services, once. Returns True when it issued any.
+
+    Only open problems of the newest campaign (政企同行) nobody has referred are used: the first two
+    campaigns carry the article's figures, which referring their problems would change.
+    """
+    if _seeded(session, REFERRALS_MARK):
+        return False
+    calendar = load_calendar(session)
+    users = {u.username: u for u in session.scalars(select(User).where(User.role != Role.cadre))}
+    supervisor = users.get("supervisor")
+    departments = {d.code: d for d in session.scalars(select(Department).where(Department.active.is_(True)))}
+    campaign = session.scalar(select(Campaign).where(Campaign.code == "zqtx"))
+    if supervisor is None or campaign is None:
+        return False
+    referred = select(ReferralProblem.problem_id)
+    candidates = list(
+        session.scalars(
+            select(Problem)
+            .where(
+                Problem.campaign_id == campaign.id,
+                Problem.status == ProblemStatus.open,
+                Problem.outcome.is_(None),
+                Problem.id.not_in(referred),
+            )
+            .order_by(Problem.raised_at, Problem.id)
+        )
+    )
+    boss = Actor(supervisor.id, Role.supervisor)
+    issued = []
+    for plan in REFERRAL_PLANS:
+        at = _at(calendar, today, *plan.issued)
+        problem = _pick(candidates, plan.department, at - dt.timedelta(days=1))
+        if problem is None:
+            continue
+        candidates.remove(problem)
+        code = plan.department if CATEGORY_DEPARTMENT[problem.category] == plan.department else None
+        lead = departments.get(code or CATEGORY_DEPARTMENT[problem.category])
+        staff = users.get(f"dept-{lead.code}") if lead else None
+        if lead is None or staff is None:
+            continue
+        data = {
+            "problem_ids": [problem.id],
+            "lead_department_id": lead.id,
+            "co_department_ids": [departments[c].id for c in plan.co if c in departments and c != lead.code],
+            "requirements": _REQUIREMENTS.format(
+                target=problem.target.name, category=problem.category.label, workdays=plan.workdays
+            ),
+            "workdays": plan.workdays,
+        }
+        referral = referrals.issue_referral(session, boss, data, now=at, calendar=calendar)
+        desk = Actor(staff.id, Role.department_staff, lead.id)
+        for move, back, hour in plan.moves:
+            _move(session, referral.id, move, _at(calendar, today, back, hour), boss, desk, lead, calendar, today)
+        issued.append(referral.number)
+    audit.record(session, SYSTEM, "seed", REFERRALS_MARK, None, {"referrals": issued})
+    return bool(issued)
+
+
+def _at(calendar: WorkCalendar, today: dt.date, back: int, hour: int) -> dt.datetime:
+    day = workday_before(calendar, today, back)
+    return dt.datetime.combine(day, dt.time(hour, 17), SHANGHAI).astimezone(dt.UTC)
+
+
+def _pick(candidates: list[Problem], department: str, before: dt.datetime) -> Problem | None:
+    """The first problem raised before `before` in the department's field, else the first raised before."""
+    earlier = [p for p in candidates if p.raised_at < before]
+    return next((p for p in earlier if CATEGORY_DEPARTMENT[p.category] == department), None) or next(
+        iter(earlier), None
+    )
+
+
+def _move(
+    session: Session,
+    referral_id: uuid.UUID,
+    move: str,
+    at: dt.datetime,
+    boss: Actor,
+    desk: Actor,
+    lead: Department,
+    calendar: WorkCalendar,
+    today: dt.date,
+) -> None:
+    """One move of a plan, taken as the supervisor, the lead department's staff or the revisiting cadre."""
+    if move == "revisit":
+        revisit = session.scalar(select(FollowUp).where(FollowUp.referral_id == referral_id))
+        if revisit is not None and revisit.assignee_id is not None:
+            result = {"satisfaction": Satisfaction.satisfied, "note": _REVISIT_NOTE, "version": revisit.version}
+            cadre = Actor(revisit.assignee_id, Role.cadre)
+            followups.complete_followup(session, cadre, revisit.id, result, now=at, calendar=calendar)
+        return
+    current = referrals.get_referral(session, boss, referral_id)
+    short = lead.short_name or lead.name
+    who, action = desk, ReferralAction.respond
+    body: dict[str, Any] = {}
+    match move:
+        case "sign":
+            action = ReferralAction.sign
+        case "solved":
+            body = {"outcome": ProblemOutcome.solved, "done": _SOLVED_ANSWER.format(d=short)}
+        case "coordinating":
+            body = {
+                "outcome": ProblemOutcome.coordinating,
+                "done": _COORDINATING_ANSWER.format(d=short),
+                "plan": _COORDINATING_PLAN,
+                "next_date": workday_before(calendar, today, 1),
+            }
+        case "accept":
+            who, action, body = boss, ReferralAction.review, {"accept": True}
+        case "extension":
+            until = calendar.add_workdays(referrals.state_of(current).due_day, 5)
+            action, body = ReferralAction.request_extension, {"until": until, "reason": _EXTENSION_REASON}
+        case "return":
+            action, body = ReferralAction.request_return, {"grounds": _RETURN_GROUNDS}
+        case _:
+            raise ValueError(f"no such demo move: {move}")
+    body["version"] = current.version
+    referrals.act(session, who, referral_id, action, body, now=at, calendar=calendar)
