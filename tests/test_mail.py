@@ -92,7 +92,7 @@ def test_templates_render_a_subject_text_and_escaped_html():
         "days_over": 5,
         "next_date": None,
         "today": dt.date(2026, 3, 3),
-        "url": "http://x/console/referrals/1",
+        "url": "http://x/referrals/1",
     }
     mail = render.render("notice", ctx)
     assert mail.subject == "【督办】人社局 徐工信交〔2026〕第0007号 已逾期5个工作日"

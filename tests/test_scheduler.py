@@ -298,7 +298,7 @@ def digest_world(app, bureau: Bureau) -> dict[str, Referral]:
 
 def test_a_department_digest_puts_what_to_do_first_with_links(app, bureau):
     made = digest_world(app, bureau)
-    with session_scope(app) as session:
+    with app.app_context(), session_scope(app) as session:
         d = digests.department_digest(session, bureau.departments[0], "2026-W49", base_url="https://x.cn")
     assert d.as_of == bj(2026, 11, 30, 8)
     shown = {s.key: [i.id for i in s.items] for s in d.sections}
@@ -312,7 +312,7 @@ def test_a_department_digest_puts_what_to_do_first_with_links(app, bureau):
     }
     overdue = d.section("overdue").items[0]
     assert overdue.days_over == 7  # 20, 23, 24, 25, 26, 27, 30 November
-    assert overdue.url == f"https://x.cn/console/referrals/{made['overdue'].id}"
+    assert overdue.url == f"https://x.cn/referrals/{made['overdue'].id}"
     soon = d.section("due_soon").items[1]
     assert (soon.due_on, soon.days_left) == (D(2026, 12, 3), 3)
     assert d.section("awaiting_sign").items[0].sign_late is True
@@ -338,15 +338,15 @@ def test_a_department_digest_puts_what_to_do_first_with_links(app, bureau):
     ]
     assert order == sorted(order)
     assert "已逾期7个工作日" in text and "申请延期至12月11日" in text and "已解决，逾期办结" in text
-    assert f"https://x.cn/console/referrals/{made['overdue'].id}" in text
-    assert mail.html is not None and f'href="https://x.cn/console/referrals/{made["overdue"].id}"' in mail.html
+    assert f"https://x.cn/referrals/{made['overdue'].id}" in text
+    assert mail.html is not None and f'href="https://x.cn/referrals/{made["overdue"].id}"' in mail.html
     # Short enough for a phone.
     assert len(text.splitlines()) < 60
 
 
 def test_the_bureau_summary_has_the_articles_figures_per_department(app, bureau):
     digest_world(app, bureau)
-    with session_scope(app) as session:
+    with app.app_context(), session_scope(app) as session:
         b = digests.bureau_digest(session, "2026-W49", base_url="https://x.cn")
     # Most actionable first: as many overdue each, so the lower closing rate leads.
     second, first = b.rows

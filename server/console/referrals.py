@@ -509,7 +509,8 @@ def inbox() -> Any:
     return render_template("console/inbox.html", sections=sections, department=department)
 
 
-# Links in e-mails point under /console/ (server/services/links.py); the console lives at the root.
+# Mail sent before its links were built from these routes (server/services/links.py) points under
+# /console/; the console lives at the root, so those links are redirected to the same page.
 
 
 @bp.get("/console/")

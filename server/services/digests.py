@@ -601,6 +601,11 @@ def send_weekly(app: Flask, now: dt.datetime | None = None) -> DigestReport:
     with it. A last row (recipient "*") marks the week done, so later days of the week do nothing.
     Run it again, on two hosts at once or after a crash halfway, and only the undecided ones go out.
     """
+    with app.app_context():  # the mail's links are built from the console's routes (services/links.py)
+        return _send_weekly(app, now)
+
+
+def _send_weekly(app: Flask, now: dt.datetime | None) -> DigestReport:
     now = now or utcnow()
     today = local_date(now)
     week = iso_week(today)

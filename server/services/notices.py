@@ -41,7 +41,7 @@ from server.domain.workdays import WorkCalendar, end_of_day, missing_years
 from server.mail import outbox, render
 from server.services import followups
 from server.services.calendar import load_calendar
-from server.services.links import referral_url
+from server.services.links import console_url, referral_url
 from server.services.recipients import Directory, load_directory
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,11 @@ class SweepReport:
 
 def sweep(app: Flask, now: dt.datetime | None = None, *, remind_before: int | None = None) -> SweepReport:
     """Record and queue every notice due at `now` (default: the clock). Safe to run at any time, often."""
+    with app.app_context():  # the mail's links are built from the console's routes (services/links.py)
+        return _sweep(app, now, remind_before)
+
+
+def _sweep(app: Flask, now: dt.datetime | None, remind_before: int | None) -> SweepReport:
     now = now or utcnow()
     if remind_before is None:
         remind_before = int(app.config.get("REMIND_BEFORE_WORKDAYS", REMIND_BEFORE_WORKDAYS))
@@ -301,14 +306,11 @@ def check_calendar_data(app: Flask, now: dt.datetime | None = None) -> CalendarC
             )
             if not directory.admins:
                 continue
+            with app.app_context():  # the link to the calendar page (services/links.py)
+                calendar_url = console_url(app.config["PUBLIC_BASE_URL"], "admin_calendar", year=year)
             mail = render.render(
                 "calendar_warning",
-                {
-                    "year": year,
-                    "today": today,
-                    "has_overrides": year in overridden,
-                    "base_url": app.config["PUBLIC_BASE_URL"],
-                },
+                {"year": year, "today": today, "has_overrides": year in overridden, "calendar_url": calendar_url},
             )
             if outbox.enqueue(
                 session,
