@@ -12,6 +12,7 @@ ATTACHMENTS_MAX = 50
 SHA256 = validate.Regexp(r"^[0-9a-f]{64}$", error="A lowercase hex SHA-256.")
 DESCRIPTION_MAX = 5_000
 PROBLEMS_MAX = 50
+DUPLICATES = ("hide", "include", "only")
 
 
 class AttachmentRefSchema(WireSchema):
@@ -102,6 +103,11 @@ class ProblemSchema(WireSchema):
     outcome_note = fields.String(allow_none=True)
     outcome_at = LocalDateTime(allow_none=True)
     closed_at = LocalDateTime(allow_none=True)
+    duplicate_of_id = fields.UUID(
+        allow_none=True, metadata={"description": "Set when merged as a duplicate: the problem it was merged into"}
+    )
+    merged_at = LocalDateTime(allow_none=True)
+    merged_by_id = fields.UUID(allow_none=True)
     version = fields.Integer()
     created_at = LocalDateTime()
     updated_at = LocalDateTime()
@@ -152,6 +158,19 @@ class ProblemTriageSchema(WireSchema):
     version = version_field()
 
 
+class ProblemMergeSchema(WireSchema):
+    """A supervisor merges this problem, as a duplicate, into another problem of the same target."""
+
+    into = fields.UUID(required=True, metadata={"description": "The problem that stays (the survivor)"})
+    version = version_field()
+
+
+class ProblemUnmergeSchema(WireSchema):
+    """A supervisor takes a merged duplicate back out: it counts and lists again."""
+
+    version = version_field()
+
+
 class _RangeArgs(PageArgsSchema):
     campaign = fields.UUID(load_default=None)
     target = fields.UUID(load_default=None)
@@ -181,3 +200,12 @@ class ProblemListArgsSchema(_RangeArgs):
     status = fields.Enum(ProblemStatus, by_value=True, load_default=None)
     outcome = fields.Enum(ProblemOutcome, by_value=True, load_default=None)
     department = fields.UUID(load_default=None)
+    duplicates = fields.String(
+        load_default="hide",
+        validate=validate.OneOf(DUPLICATES),
+        metadata={"description": "Merged duplicates: hide (default), include, or only them"},
+    )
+    duplicate_of = fields.UUID(
+        load_default=None,
+        metadata={"description": "The duplicates merged into this problem (whatever `duplicates` says)"},
+    )

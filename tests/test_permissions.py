@@ -89,6 +89,15 @@ def _photo_of_visit(ctx: Ctx, client: Any) -> None:
     ctx.photo = PHOTO_SHA  # type: ignore[attr-defined]
 
 
+def _merged_problem(ctx: Ctx, client: Any) -> dict[str, Any]:
+    """`cadre`'s second problem merged into the first by the supervisor; the body to unmerge it."""
+    problems = ctx.visit["problems"]
+    body = {"into": problems[0]["id"], "version": 1}
+    r = client.post(f"/api/v1/problems/{problems[1]['id']}/merge", json=body, headers=ctx.world.headers("supervisor"))
+    assert r.status_code == 200, r.json
+    return {"version": r.json["version"]}
+
+
 CASES: dict[str, Case] = {
     "version": Case("GET", lambda c: "/api/v1/version", everyone(200, anonymous=200)),
     "me": Case("GET", lambda c: "/api/v1/auth/me", everyone(200)),
@@ -213,6 +222,18 @@ CASES: dict[str, Case] = {
         lambda c: f"/api/v1/problems/{c.visit['problems'][1]['id']}",
         only({"supervisor": 200, "cadre": 200, "admin": 403}, denied=404),
         lambda c, cl: {"description": "招工难，一线工人缺口50人。", "version": 1},
+    ),
+    "problems.merge": Case(
+        "POST",
+        lambda c: f"/api/v1/problems/{c.visit['problems'][1]['id']}/merge",
+        only({"supervisor": 200}),
+        lambda c, cl: {"into": c.visit["problems"][0]["id"], "version": 1},
+    ),
+    "problems.unmerge": Case(
+        "POST",
+        lambda c: f"/api/v1/problems/{c.visit['problems'][1]['id']}/unmerge",
+        only({"supervisor": 200}),
+        _merged_problem,
     ),
     "reports.summary": Case("GET", lambda c: "/api/v1/reports/summary", only({"supervisor": 200, "admin": 200})),
     "sync.push": Case(

@@ -1,4 +1,4 @@
-"""Problems: read by role and row; triaged by supervisors."""
+"""Problems: read by role and row; triaged by supervisors, who also merge duplicates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.common import page_of
-from schemas.visits import ProblemListArgsSchema, ProblemSchema, ProblemTriageSchema
+from schemas.visits import (
+    ProblemListArgsSchema,
+    ProblemMergeSchema,
+    ProblemSchema,
+    ProblemTriageSchema,
+    ProblemUnmergeSchema,
+)
 from server import db
 from server.api.security import current_actor
 from server.api.visits import page_limit
@@ -42,5 +48,39 @@ class ProblemById(MethodView):
         """Triage (supervisors: department, outcome with reason) or reword (the cadre, before triage)."""
         session = db.session()
         problem = problems.update_problem(session, current_actor(), problem_id, data)
+        session.commit()
+        return problem
+
+
+@blp.route("/<uuid:problem_id>/merge")
+class ProblemMerge(MethodView):
+    @blp.arguments(ProblemMergeSchema)
+    @blp.response(200, ProblemSchema)
+    @blp.alt_response(
+        409,
+        description="Stale version; the problem is already merged (already_merged), `into` is a merged duplicate "
+        "(survivor_merged, details.survivor_id), or the problem is in an open referral (open_referral)",
+    )
+    def post(self, data: dict[str, Any], problem_id: uuid.UUID) -> Any:
+        """Merge this problem, as a duplicate, into another problem of the same target (supervisors).
+
+        The duplicate is closed, keeps its outcome, points at the survivor (`duplicate_of_id`) and
+        drops out of reports and of default lists.
+        """
+        session = db.session()
+        problem = problems.merge_problem(session, current_actor(), problem_id, data)
+        session.commit()
+        return problem
+
+
+@blp.route("/<uuid:problem_id>/unmerge")
+class ProblemUnmerge(MethodView):
+    @blp.arguments(ProblemUnmergeSchema)
+    @blp.response(200, ProblemSchema)
+    @blp.alt_response(409, description="Stale version, or the problem is not a merged duplicate (not_merged)")
+    def post(self, data: dict[str, Any], problem_id: uuid.UUID) -> Any:
+        """Take a merged duplicate back out (supervisors): its status follows its outcome again."""
+        session = db.session()
+        problem = problems.unmerge_problem(session, current_actor(), problem_id, data)
         session.commit()
         return problem

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -241,8 +242,19 @@ class Problem(Timestamped, Base):
         Index("ix_problems_campaign_raised_at", "campaign_id", "raised_at"),
         Index("ix_problems_department_raised_at", "department_id", "raised_at"),
         Index("ix_problems_status_raised_at", "status", "raised_at"),
-        # Covers the summary report: it groups by these columns in this order and reads no table rows.
-        Index("ix_problems_report", "campaign_id", "category", "department_id", "outcome", "raised_at"),
+        # Covers the summary report: it groups by these columns in this order and reads no table rows
+        # (duplicate_of_id last: the report leaves merged duplicates out from the index entries too).
+        Index(
+            "ix_problems_report", "campaign_id", "category", "department_id", "outcome", "raised_at", "duplicate_of_id"
+        ),
+        # A survivor's duplicates. Partial: the few merged rows only, so that no planner takes it for
+        # the "not merged" filter of every list and report (duplicate_of_id IS NULL).
+        Index(
+            "ix_problems_duplicate_of_id",
+            "duplicate_of_id",
+            sqlite_where=text("duplicate_of_id IS NOT NULL"),
+            postgresql_where=text("duplicate_of_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -263,6 +275,11 @@ class Problem(Timestamped, Base):
     outcome_note: Mapped[str | None] = mapped_column(Text)
     outcome_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
+    # A duplicate merged into another problem of the same target (the survivor): closed, left out
+    # of reports and of default lists, still readable. Never points at a duplicate (one level).
+    duplicate_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("problems.id"))
+    merged_at: Mapped[dt.datetime | None]
+    merged_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     version: Mapped[int] = mapped_column(default=1)
 
     visit: Mapped[Visit] = relationship(back_populates="problems")

@@ -1,4 +1,21 @@
-"""Problems: who may read which, and a supervisor's triage (department, outcome)."""
+"""Problems: who may read which, a supervisor's triage (department, outcome), and merging duplicates.
+
+Merging (issue #5): two cadres often record the same problem of the same firm. A supervisor
+merges one into the other; the duplicate points at the survivor (`duplicate_of_id`), is closed,
+keeps its outcome, and drops out of reports and of default lists. Rules, checked in this order:
+
+- only supervisors merge and unmerge (403; admins do not triage problems either);
+- the problem must exist (404) and be at the version the request read (409 `version_conflict`);
+- `into` must be another existing problem of the same target (422 on `into`);
+- a problem already merged is unmerged first (409 `already_merged`), a problem cannot be merged
+  into a duplicate: the error names that duplicate's survivor (409 `survivor_merged`,
+  `details.survivor_id`), and a problem with an open referral stays (409 `open_referral`,
+  `details.referrals`), since a department is working on it;
+- duplicates of the merged problem move to the survivor, so a survivor is never a duplicate.
+
+Unmerging gives the status back from the outcome (`status_for`). A merged duplicate is read-only:
+triage and rewording answer 409 `problem_merged`; referrals refuse it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +25,13 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from schemas.enums import Role
+from schemas.enums import ProblemStatus, Role
+from server.db.followup_models import Referral, ReferralProblem
 from server.db.models import Department, Problem
 from server.db.types import utcnow
 from server.domain.problems import OutcomeError, check_outcome, status_for
-from server.errors import forbidden, invalid, not_found
+from server.domain.referrals import OPEN_STATUSES
+from server.errors import ApiError, forbidden, invalid, not_found
 from server.services import audit, search
 from server.services.actors import Actor
 from server.services.directory import check_version
@@ -49,9 +68,15 @@ def list_problems(session: Session, actor: Actor, args: dict[str, Any], *, limit
         ("status", Problem.status),
         ("outcome", Problem.outcome),
         ("department", Problem.department_id),
+        ("duplicate_of", Problem.duplicate_of_id),
     ):
         if args.get(arg) is not None:
             query = query.where(column == args[arg])
+    duplicates = args.get("duplicates") or "hide"
+    if duplicates == "hide" and args.get("duplicate_of") is None:
+        query = query.where(Problem.duplicate_of_id.is_(None))
+    elif duplicates == "only":
+        query = query.where(Problem.duplicate_of_id.is_not(None))
     query = filter_by_days(query, Problem.raised_at, args)
     keys = [Problem.raised_at, Problem.id]
     if args.get("q"):
@@ -75,6 +100,8 @@ def update_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: 
     else:
         raise forbidden()
     check_version(problem, data)
+    if problem.duplicate_of_id is not None:
+        raise merged_error(problem)
     if data.get("department_id") is not None and session.get(Department, data["department_id"]) is None:
         raise invalid("department_id", "No such department.")
     outcome = data.get("outcome", problem.outcome)
@@ -95,3 +122,116 @@ def update_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: 
         search.index(session, "problem", problem.id, problem.description)
     audit.record(session, actor, "update", "problem", problem.id, changes)
     return problem
+
+
+# Duplicates ---------------------------------------------------------------------------------
+
+
+def merged_error(problem: Problem) -> ApiError:
+    return ApiError(
+        409,
+        "The problem was merged into another as a duplicate; unmerge it first.",
+        code="problem_merged",
+        details={"survivor_id": str(problem.duplicate_of_id)},
+    )
+
+
+def open_referral_numbers(session: Session, problem_id: uuid.UUID) -> list[str]:
+    """The numbers of the open referrals (not closed, not cancelled) that carry the problem."""
+    return list(
+        session.scalars(
+            select(Referral.number)
+            .join(ReferralProblem, ReferralProblem.referral_id == Referral.id)
+            .where(ReferralProblem.problem_id == problem_id, Referral.status.in_([s.value for s in OPEN_STATUSES]))
+            .order_by(Referral.number)
+        )
+    )
+
+
+def merge_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: dict[str, Any]) -> Problem:
+    """Merge the problem, as a duplicate, into `data["into"]` (the survivor). Rules: the module's docstring."""
+    actor.require(Role.supervisor)
+    problem = get_problem(session, actor, problem_id)
+    check_version(problem, data)
+    into = data["into"]
+    if into == problem.id:
+        raise invalid("into", "A problem cannot be merged into itself.")
+    survivor = session.get(Problem, into)
+    if survivor is None:
+        raise invalid("into", "No such problem.")
+    if survivor.target_id != problem.target_id:
+        raise invalid("into", "The problems belong to different targets.")
+    if problem.duplicate_of_id is not None:
+        raise ApiError(
+            409,
+            "The problem is already merged into another; unmerge it first.",
+            code="already_merged",
+            details={"survivor_id": str(problem.duplicate_of_id)},
+        )
+    if survivor.duplicate_of_id is not None:
+        raise ApiError(
+            409,
+            "That problem is itself a merged duplicate; merge into the problem it was merged into.",
+            code="survivor_merged",
+            details={"survivor_id": str(survivor.duplicate_of_id)},
+        )
+    numbers = open_referral_numbers(session, problem.id)
+    if numbers:
+        raise ApiError(
+            409,
+            "The problem is in an open referral; merge the other problem into this one, or wait until the referral"
+            " closes.",
+            code="open_referral",
+            details={"referrals": numbers},
+        )
+    now = utcnow()
+    changes = audit.apply(
+        problem,
+        {
+            "duplicate_of_id": survivor.id,
+            "merged_at": now,
+            "merged_by_id": actor.user_id,
+            "status": ProblemStatus.closed,
+        },
+    )
+    if "status" in changes:
+        changes |= audit.apply(problem, {"closed_at": now})
+    audit.record(session, actor, "merge", "problem", problem.id, changes)
+    # Its own duplicates follow it to the survivor: duplicates never point at a duplicate.
+    for moved in session.scalars(select(Problem).where(Problem.duplicate_of_id == problem.id)):
+        moved.version += 1
+        audit.record(session, actor, "merge", "problem", moved.id, audit.apply(moved, {"duplicate_of_id": survivor.id}))
+    return problem
+
+
+def unmerge_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: dict[str, Any]) -> Problem:
+    """Take a merged duplicate back out: it lists and counts again, its status follows its outcome."""
+    actor.require(Role.supervisor)
+    problem = get_problem(session, actor, problem_id)
+    check_version(problem, data)
+    if problem.duplicate_of_id is None:
+        raise ApiError(409, "The problem is not a merged duplicate.", code="not_merged")
+    status = status_for(problem.outcome)
+    fields: dict[str, Any] = {"duplicate_of_id": None, "merged_at": None, "merged_by_id": None, "status": status}
+    if status is ProblemStatus.open:
+        fields["closed_at"] = None
+    changes = audit.apply(problem, fields)
+    audit.record(session, actor, "unmerge", "problem", problem.id, changes)
+    return problem
+
+
+def duplicates_of(session: Session, actor: Actor, problem_id: uuid.UUID) -> list[Problem]:
+    """The duplicates merged into a problem that the reader may see, earliest raised first."""
+    query = visible(select(Problem), actor).where(Problem.duplicate_of_id == problem_id)
+    return list(session.scalars(query.order_by(Problem.raised_at, Problem.id)))
+
+
+def merge_candidates(session: Session, actor: Actor, problem: Problem, limit: int = 200) -> list[Problem]:
+    """The problems `problem` may be merged into: open, not merged, of the same target; newest first."""
+    query = visible(select(Problem), actor).where(
+        Problem.target_id == problem.target_id,
+        Problem.id != problem.id,
+        Problem.duplicate_of_id.is_(None),
+        Problem.status == ProblemStatus.open,
+    )
+    return list(session.scalars(query.order_by(Problem.raised_at.desc(), Problem.id.desc()).limit(limit)))

@@ -337,6 +337,8 @@ def issue_referral(
     problems = {p.id: p for p in session.scalars(select(Problem).where(Problem.id.in_(ids)))}
     if set(ids) - set(problems):
         raise invalid("problem_ids", "No such problem.")
+    if any(p.duplicate_of_id is not None for p in problems.values()):
+        raise invalid("problem_ids", "A merged duplicate cannot be referred; refer the problem it was merged into.")
     lead, co = data["lead_department_id"], list(data.get("co_department_ids") or ())
     _check_departments(session, "lead_department_id", [lead])
     _check_departments(session, "co_department_ids", co)
@@ -528,7 +530,8 @@ def _follow_problems(
         standings = [
             _Standing(member(ReferralStatus, s), member(ProblemOutcome, o) if o else None, a) for s, o, a, _ in rows
         ]
-        verdict = rules.problem_status_for(standings)
+        # A merged duplicate stays closed whatever an old referral of it does (reopened after a revisit).
+        verdict = rules.problem_status_for(standings) if problem.duplicate_of_id is None else None
         data: dict[str, Any] = {}
         if lead_changed:
             data["department_id"] = referral.lead_department_id

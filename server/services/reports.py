@@ -56,12 +56,15 @@ def summary(
 
     # One pass over the problems, grouped in the order of ix_problems_report (a covering index),
     # so that neither database sorts or reads the table; the three cuts are summed up here.
+    # Merged duplicates are counted once, as their survivor (the index holds duplicate_of_id too).
     groups = session.execute(
         scoped(
             select(Problem.campaign_id, Problem.category, Problem.department_id, Problem.outcome, func.count()),
             Problem,
             Problem.raised_at,
-        ).group_by(Problem.campaign_id, Problem.category, Problem.department_id, Problem.outcome)
+        )
+        .where(Problem.duplicate_of_id.is_(None))
+        .group_by(Problem.campaign_id, Problem.category, Problem.department_id, Problem.outcome)
     ).all()
     totals = _counts((outcome, n) for _, _, _, outcome, n in groups)
     by_category = {
