@@ -220,6 +220,31 @@ def digests_available() -> bool:
     return True
 
 
+def test_a_supervisor_merges_a_duplicate_in_the_browser(browser, live, client, world):
+    """Two cadres wrote the same problem of one firm; the supervisor merges one, on a 360 px phone."""
+    ids = []
+    for who in ("cadre", "other_cadre"):
+        r = client.post("/api/v1/visits", json=visit_note(world, problems=visit_note(world)["problems"][:1]),
+                        headers=world.headers(who))  # fmt: skip
+        ids.append(r.json["problems"][0]["id"])
+    survivor, duplicate = ids
+    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="zh-CN", is_mobile=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    login(page, live.url, "supervisor")
+    page.wait_for_url("**/dashboard")
+    page.goto(f"{live.url}/problems/{duplicate}")
+    page.select_option("select[name=into]", survivor)
+    submit(page, "#merge button[type=submit]")
+    assert "已合并至" in page.inner_text("main")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 361
+    submit(page, f"a[href='/problems/{survivor}']")
+    assert "已合并的重复问题（1个）" in page.inner_text("main")
+    assert errors == [], errors
+    context.close()
+
+
 def test_the_referral_pages_fit_a_360px_phone(browser, live, client, world):
     referral = referral_in(client, world, "closed")
     issue(client, world)

@@ -48,6 +48,7 @@ FIELD_LABELS = {
     "assignee": "负责人",
     "week": "周次",
     "who": "对象",
+    "into": "合并至",
     "_schema": "提交内容",
 }
 
@@ -93,6 +94,11 @@ EXACT = {
     "Only a progress check moves the date of the next step.": "只有进展跟踪才能调整下一步日期。",
     "Choose an active cadre or supervisor.": "请选择在岗的干部或督查人员。",
     "Not a referral number, e.g. 徐工信交〔2026〕第0001号.": "编号格式不对，例如 徐工信交〔2026〕第0001号。",
+    "A problem cannot be merged into itself.": "不能合并至问题本身，请选择另一个问题。",
+    "The problems belong to different targets.": "只能合并至同一走访对象的问题。",
+    "A merged duplicate cannot be referred; refer the problem it was merged into.": (
+        "已合并的重复问题不能交办，请交办它所合并至的问题。"
+    ),
 }
 PATTERNS = [
     (re.compile(r"^Must be greater than or equal to (\d+) and less than or equal to (\d+)\.$"), r"应在\1到\2之间。"),
@@ -114,6 +120,11 @@ CODES = {
     "co_department": "协办单位只能查看交办单，由主办单位办理。",
     "department": "这份交办单属于其他单位。",
     "role": "您的角色不能进行这一步操作。",
+    "already_merged": "这个问题已经合并至其他问题。如需改并，请先撤销合并。",
+    "survivor_merged": "所选问题本身已合并至另一个问题，请改为合并至那个问题。",
+    "open_referral": "这个问题有尚未办结的交办单，不能合并掉。可以把另一个问题合并至本问题。",
+    "not_merged": "这个问题没有合并，无需撤销。",
+    "problem_merged": "这个问题已合并至其他问题，请先撤销合并再修改。",
 }
 GENERIC = "填写有误，请检查。"
 BY_STATUS = {403: "您无权进行这一步操作。", 404: "记录不存在，或您无权查看。", 409: CODES["invalid_transition"]}
