@@ -35,6 +35,8 @@ from server.db.models import (
 from server.db.types import utcnow
 
 PENDING = "pending_changes"
+# Change-log rows that take a record away from one user: "revoked:<entity>" (see `revoke`).
+REVOKED = "revoked:"
 # A hook for tests: called inside the transaction after numbers are taken, before COMMIT.
 AFTER_NUMBERING = "after_numbering"
 
@@ -69,6 +71,24 @@ SYNCED: dict[type, tuple[str, Callable[[Any], Scope]]] = {
 def register(entity_class: type, name: str, scope: Callable[[Any], Scope]) -> None:
     """Let another module's model be synced (e.g. follow-ups)."""
     SYNCED[entity_class] = (name, scope)
+
+
+def revoke(session: Session, obj: Any, user_id: uuid.UUID) -> None:
+    """`user_id` no longer receives `obj` (a follow-up given to someone else): their devices pull a
+    tombstone of it, while the record's own row goes on to whoever receives it now.
+
+    The change log keeps one row per record, owned by the current receiver, so the tombstone is a
+    row of its own: entity "revoked:<entity>", keyed by the record and the user (a uuid5), owned by
+    that user, with the record's id in `target_id` (a revocation row is never in a target's
+    history). It is numbered before the record's row of the same transaction, so a record given
+    back to the same user arrives after its tombstone, not before.
+    """
+    name, _scope = SYNCED[type(obj)]
+    pending: dict[tuple[str, uuid.UUID], tuple[str, Scope]] = session.info.setdefault(PENDING, {})
+    own = pending.pop((name, obj.id), None)
+    pending[(REVOKED + name, uuid.uuid5(obj.id, str(user_id)))] = ("delete", Scope("owner", user_id, obj.id))
+    if own is not None:
+        pending[(name, obj.id)] = own
 
 
 def _note(session: Session, obj: Any, op: str) -> None:

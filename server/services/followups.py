@@ -3,7 +3,8 @@
 A follow-up is assigned to a person (`assignee_id`, a cadre for a revisit) or to a department
 (`department_id` alone, e.g. a progress check). Cadres receive theirs through the sync pull —
 this module registers the entity "followup" with the change log, scoped to the assignee — and
-may complete them offline (sync change kind "followup.complete").
+may complete them offline (sync change kind "followup.complete"). A follow-up reassigned to
+someone else leaves the previous assignee's phone: their next pull carries its tombstone.
 
 Completing a revisit records the firm's satisfaction on the referral's history; 不满意 reopens
 the referral as the system (server/services/referrals.py).
@@ -332,7 +333,10 @@ def reassign_followup(session: Session, actor: Actor, followup_id: uuid.UUID, da
     user = session.get(User, data["assignee_id"])
     if user is None or not user.active or user.role not in ASSIGNABLE_ROLES:
         raise invalid("assignee_id", "Choose an active cadre or supervisor.")
+    previous = followup.assignee_id
     audit.record(session, actor, "reassign", "followup", followup.id, audit.apply(followup, {"assignee_id": user.id}))
+    if previous is not None and previous != user.id:
+        changes.revoke(session, followup, previous)  # the previous assignee's phone drops it
     return followup
 
 

@@ -284,9 +284,19 @@ def high_water(session: Session) -> int:
     return int(session.scalar(select(SyncCounter.value).where(SyncCounter.id == 1)) or 0)
 
 
+# What a pull reads of each change-log row (target_id names the record of a revocation row).
+_ROW = (
+    ChangeLogEntry.entity,
+    ChangeLogEntry.record_id,
+    ChangeLogEntry.change_no,
+    ChangeLogEntry.op,
+    ChangeLogEntry.target_id,
+)
+
+
 def _stream(session: Session, user_id: uuid.UUID, portfolio: list[uuid.UUID], cursor: int, limit: int) -> list[Any]:
     """The next `limit` changes after `cursor` that this user receives, in one statement (one snapshot)."""
-    cols = [ChangeLogEntry.entity, ChangeLogEntry.record_id, ChangeLogEntry.change_no, ChangeLogEntry.op]
+    cols = _ROW
     parts = [
         select(*cols).where(ChangeLogEntry.scope == "all", ChangeLogEntry.change_no > cursor),
         select(*cols).where(ChangeLogEntry.owner_id == user_id, ChangeLogEntry.change_no > cursor),
@@ -316,7 +326,7 @@ def _backfill(session: Session, target_id: uuid.UUID, cursor: int, after: int, l
     """A target's history up to `cursor`, for a device that just gained it."""
     return list(
         session.execute(
-            select(ChangeLogEntry.entity, ChangeLogEntry.record_id, ChangeLogEntry.change_no, ChangeLogEntry.op)
+            select(*_ROW)
             .where(
                 ChangeLogEntry.scope == "target",
                 ChangeLogEntry.target_id == target_id,
@@ -343,6 +353,13 @@ def _materialise(session: Session, rows: list[Any]) -> list[dict[str, Any]]:
             loaded[(entity, obj.id)] = obj
     out = []
     for row in rows:
+        if row.entity.startswith(changes.REVOKED):
+            # A record given to someone else: a tombstone for the user who had it (changes.revoke).
+            entity = row.entity.removeprefix(changes.REVOKED)
+            out.append(
+                {"entity": entity, "id": row.target_id, "op": "delete", "change_no": row.change_no, "data": None}
+            )
+            continue
         if row.entity not in _SERIALIZERS:
             continue
         if row.op == "delete":
