@@ -504,16 +504,17 @@ def test_the_advisory_lock_admits_one_leader_and_passes_on_when_its_session_ends
         with app.extensions["db_engine"].connect() as conn:
             holders = conn.execute(
                 text(
+                    # This database's only: another test worker may hold its own scheduler lock.
                     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.granted"
+                    "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()"
                 )
             ).scalars()
             assert list(holders) == ["fieldvisit-scheduler"]
             # The leader's connection dies (a crash, a cut network): the lock goes with it.
             conn.execute(
                 text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'fieldvisit-scheduler' AND pid <> pg_backend_pid()"
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'fieldvisit-scheduler' AND pid <> pg_backend_pid()"
                 )
             )
         wait_for(b.acquire, timeout=30, interval=0.05)
