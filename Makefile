@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
-# Parallel test workers (pytest-xdist).
-WORKERS ?= 2
+# Parallel test workers (pytest-xdist): more than the 2 cores, because tests wait on fsync,
+# PostgreSQL and the server processes they start.
+WORKERS ?= 3
 
 .PHONY: install run test lint typecheck screenshots bench clean
 
@@ -34,11 +35,11 @@ lint: install
 typecheck: install
 	$(PY) -m mypy
 
-# The whole suite on SQLite, then every database test again on PostgreSQL.
+# The whole suite, every database test once on SQLite and once on PostgreSQL, in one session.
 # REQUIRE_POSTGRES=1 (set by .ci/run) turns a missing PostgreSQL into a failure instead of a skip.
+TEST_DB ?= sqlite,postgresql
 test: install lint typecheck
-	$(PY) -m pytest -n $(WORKERS)
-	TEST_DB=postgresql $(PY) -m pytest -n $(WORKERS) -m db
+	TEST_DB=$(TEST_DB) $(PY) -m pytest -n $(WORKERS) --maxschedchunk 1
 
 # Screenshots of the main pages for the README (headless Chromium).
 screenshots: install

@@ -29,7 +29,6 @@ from server.jobs import jobs
 from server.jobs.leader import AdvisoryLockLeader, LeaseLeader, leader_for
 from server.jobs.scheduler import Scheduler, due_jobs, job_specs, last_fire_time
 from server.services import digests, notices
-from tests.conftest import TEST_DB
 from tests.scheduler_helpers import (
     ADMIN_EMAIL,
     CAL,
@@ -45,7 +44,13 @@ from tests.scheduler_helpers import (
 from tests.smtp import smtp_sink
 
 D = dt.date
-postgres_only = pytest.mark.skipif(TEST_DB != "postgresql", reason="PostgreSQL advisory locks")
+postgres_only = pytest.mark.usefixtures("_postgres_only")
+
+
+@pytest.fixture
+def _postgres_only(db_kind: str) -> None:
+    if db_kind != "postgresql":
+        pytest.skip("PostgreSQL advisory locks")
 
 
 @pytest.fixture
@@ -471,8 +476,8 @@ def test_a_failed_job_is_recorded_and_run_again(app):
 # --- the leader lock -------------------------------------------------------------------------------
 
 
-def test_the_lease_admits_one_leader_and_passes_on_when_released_expired_or_its_process_is_gone(app):
-    if TEST_DB != "sqlite":
+def test_the_lease_admits_one_leader_and_passes_on_when_released_expired_or_its_process_is_gone(app, db_kind):
+    if db_kind != "sqlite":
         pytest.skip("the lease is SQLite's lock")
     a, b = LeaseLeader(app, ttl=60), LeaseLeader(app, ttl=60)
     assert a.acquire() and not b.acquire()

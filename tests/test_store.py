@@ -7,12 +7,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from server import db
-from tests.conftest import TEST_DB
 from tests.factories import visit_note
 
 
-def test_sqlite_is_durable_and_checked(app):
-    if TEST_DB != "sqlite":
+def test_sqlite_is_durable_and_checked(app, db_kind):
+    if db_kind != "sqlite":
         pytest.skip("SQLite settings")
     with app.app_context(), db.engine().connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
