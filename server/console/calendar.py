@@ -10,13 +10,12 @@ import datetime as dt
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
-from marshmallow import ValidationError
 
 from schemas.calendar import CalendarOverrideSchema
 from schemas.enums import Role
 from server import db
 from server.console import actor, bp, login_required
-from server.console.forms import form_data, typed, zh_errors
+from server.console.forms import Refused, form_data, submit, typed
 from server.db.types import utcnow
 from server.domain.periods import local_date
 from server.domain.workdays import WorkCalendar
@@ -66,18 +65,12 @@ def admin_calendar() -> Any:
 @bp.post("/admin/calendar")
 @login_required(Role.admin)
 def set_calendar_override() -> Any:
-    session = db.session()
-    schema = CalendarOverrideSchema()
-    try:
-        data = schema.load(form_data(schema))
-        row, created = calendar_service.set_override(session, actor(), data)
-        day = row.day
-        session.commit()
-    except (ValidationError, ApiError) as e:
-        session.rollback()
-        if isinstance(e, ApiError) and e.status in (403, 404):
-            raise
-        return _page(typed(), zh_errors(e), e.status if isinstance(e, ApiError) else 422)
+    session, schema = db.session(), CalendarOverrideSchema()
+    done = submit(schema, form_data(schema), lambda data: calendar_service.set_override(session, actor(), data))
+    if isinstance(done, Refused):
+        return _page(typed(), done.errors, done.status)
+    row, created = done
+    day = row.day
     flash(f"已{'添加' if created else '修改'} {day.isoformat()} 的设置。", "success")
     return redirect(url_for("console.admin_calendar", year=day.year))
 

@@ -24,7 +24,7 @@ from schemas.followups import (
 )
 from server import db
 from server.console import actor, bp, login_required
-from server.console.forms import form_data, typed, zh_errors
+from server.console.forms import Refused, form_data, submit, typed, zh_errors
 from server.db.models import User
 from server.db.types import utcnow
 from server.domain.periods import local_date
@@ -105,19 +105,11 @@ def followups() -> Any:
 def _act(followup_id: uuid.UUID, what: str) -> Any:
     session, who = db.session(), actor()
     schema = FollowUpCompleteSchema() if what == "complete" else FollowUpReassignSchema()
-    try:
-        data = schema.load(form_data(schema))
-        if what == "complete":
-            followup_service.complete_followup(session, who, followup_id, data)
-        else:
-            followup_service.reassign_followup(session, who, followup_id, data)
-        session.commit()
-    except (ValidationError, ApiError) as e:
-        session.rollback()
-        if isinstance(e, ApiError) and e.status in (403, 404):
-            raise
-        body, _status = _page(failed=f"{what}:{followup_id}", form=typed(), errors=zh_errors(e))
-        return body, e.status if isinstance(e, ApiError) else 422
+    move = followup_service.complete_followup if what == "complete" else followup_service.reassign_followup
+    done = submit(schema, form_data(schema), lambda data: move(session, who, followup_id, data))
+    if isinstance(done, Refused):
+        body, _status = _page(failed=f"{what}:{followup_id}", form=typed(), errors=done.errors)
+        return body, done.status
     flash(DONE[what], "success")
     query: dict[str, Any] = {k: v for k, v in request.args.items() if k in LIST_ARGS}
     return redirect(url_for("console.followups", **query))

@@ -8,12 +8,14 @@ listed falls back to a generic Chinese sentence rather than showing English.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import request
 from marshmallow import Schema, ValidationError
 
+from server import db
 from server.console import bp
 from server.errors import ApiError
 
@@ -184,6 +186,36 @@ def form_data(schema: Schema, lists: Iterable[str] = ()) -> dict[str, Any]:
         if value:
             data[name] = value
     return data
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Refused:
+    """A form the services refused: the messages to show beside it, and the page's status."""
+
+    errors: dict[str, list[str]]
+    status: int
+
+
+def submit(schema: Schema, raw: dict[str, Any], apply: Callable[[dict[str, Any]], T]) -> T | Refused:
+    """Load `raw` (the posted fields) with `schema`, `apply` the data and commit; `apply`'s result.
+
+    Invalid input (422) or a move the state does not allow (409 …) is rolled back and comes back
+    as `Refused`, for the page to show again with what was typed; 403 and 404 go on to the
+    console's error pages.
+    """
+    session = db.session()
+    try:
+        result = apply(schema.load(raw))
+        session.commit()
+    except (ValidationError, ApiError) as e:
+        session.rollback()
+        if isinstance(e, ApiError) and e.status in (403, 404):
+            raise
+        return Refused(zh_errors(e), e.status if isinstance(e, ApiError) else 422)
+    return result
 
 
 def typed(lists: Iterable[str] = ()) -> dict[str, Any]:

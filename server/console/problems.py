@@ -14,7 +14,7 @@ from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, Role, 
 from schemas.visits import ProblemListArgsSchema, ProblemMergeSchema, ProblemUnmergeSchema
 from server import db
 from server.console import actor, bp, login_required
-from server.console.forms import form_data, typed, zh_errors
+from server.console.forms import Refused, form_data, submit, typed
 from server.console.referrals import problem_referrals
 from server.db.models import AuditEntry, Department
 from server.errors import ApiError
@@ -174,18 +174,9 @@ def _merge_action(problem_id: uuid.UUID, name: str) -> Any:
     """Merge into the chosen problem, or take the duplicate back out; a refusal comes back on the page."""
     session, who = db.session(), actor()
     schema = ProblemMergeSchema() if name == "merge" else ProblemUnmergeSchema()
-    try:
-        data = schema.load(form_data(schema))
-        if name == "merge":
-            problem_service.merge_problem(session, who, problem_id, data)
-        else:
-            problem_service.unmerge_problem(session, who, problem_id, data)
-        session.commit()
-    except (ValidationError, ApiError) as e:
-        session.rollback()
-        if isinstance(e, ApiError) and e.status in (403, 404):
-            raise
-        status = e.status if isinstance(e, ApiError) else 422
-        return _detail_page(problem_id, failed=name, form=typed(), errors=zh_errors(e), status=status)
+    move = problem_service.merge_problem if name == "merge" else problem_service.unmerge_problem
+    done = submit(schema, form_data(schema), lambda data: move(session, who, problem_id, data))
+    if isinstance(done, Refused):
+        return _detail_page(problem_id, failed=name, form=typed(), errors=done.errors, status=done.status)
     flash("已合并为重复问题，不再单独计数。" if name == "merge" else "已撤销合并，问题重新单独计数。", "success")
     return redirect(url_for("console.problem", problem_id=problem_id))

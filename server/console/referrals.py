@@ -35,7 +35,7 @@ from schemas.referrals import (
 from server import db
 from server.api.referrals import _day, _moment
 from server.console import actor, bp, login_required
-from server.console.forms import form_data, typed, zh_errors
+from server.console.forms import Refused, form_data, submit, typed, zh_errors
 from server.db.models import Department
 from server.db.types import utcnow
 from server.domain.periods import SHANGHAI, local_date
@@ -293,18 +293,11 @@ def issue_referral() -> Any:
     schema = ReferralIssueSchema()
     data = form_data(schema, lists=("co_department_ids",))
     data["problem_ids"] = [str(i) for i in ids]
-    try:
-        referral = referral_service.issue_referral(session, who, schema.load(data))
-        number, referral_id = referral.number, referral.id
-        session.commit()
-    except (ValidationError, ApiError) as e:
-        session.rollback()
-        if isinstance(e, ApiError) and e.status in (403, 404):
-            raise
-        status = e.status if isinstance(e, ApiError) else 422
-        return _issue_page(ids, typed(lists=("co_department_ids",)), zh_errors(e), status)
-    flash(f"已交办，编号 {number}。", "success")
-    return redirect(url_for("console.referral", referral_id=referral_id))
+    done = submit(schema, data, lambda loaded: referral_service.issue_referral(session, who, loaded))
+    if isinstance(done, Refused):
+        return _issue_page(ids, typed(lists=("co_department_ids",)), done.errors, done.status)
+    flash(f"已交办，编号 {done.number}。", "success")
+    return redirect(url_for("console.referral", referral_id=done.id))
 
 
 # One referral ------------------------------------------------------------------------------
@@ -403,28 +396,18 @@ def referral_act(referral_id: uuid.UUID, action: str) -> Any:
     variant = request.form.get("variant", "")
     key = f"{name.value}:{variant}" if variant else name.value
     schema = ACTIONS[name]()
-    try:
-        raw = form_data(schema, lists=("co_department_ids",))
-        if request.form.get("co_given") and "co_department_ids" not in raw:
-            raw["co_department_ids"] = []  # every box unticked: no co-departments (absent would keep them)
-        data = schema.load(raw)
-        referral_service.act(
-            session,
-            who,
-            referral_id,
-            name,
-            data,
-            revisit_workdays=current_app.config.get("REVISIT_WORKDAYS", followups.REVISIT_WORKDAYS),
-        )
-        session.commit()
-    except (ValidationError, ApiError) as e:
-        session.rollback()
-        if isinstance(e, ApiError) and e.status in (403, 404):
-            raise
-        status = e.status if isinstance(e, ApiError) else 422
-        return _detail_page(
-            referral_id, failed=key, form=typed(lists=("co_department_ids",)), errors=zh_errors(e), status=status
-        )
+    raw = form_data(schema, lists=("co_department_ids",))
+    if request.form.get("co_given") and "co_department_ids" not in raw:
+        raw["co_department_ids"] = []  # every box unticked: no co-departments (absent would keep them)
+    revisit_workdays = current_app.config.get("REVISIT_WORKDAYS", followups.REVISIT_WORKDAYS)
+    done = submit(
+        schema,
+        raw,
+        lambda data: referral_service.act(session, who, referral_id, name, data, revisit_workdays=revisit_workdays),
+    )
+    if isinstance(done, Refused):
+        lists = ("co_department_ids",)
+        return _detail_page(referral_id, failed=key, form=typed(lists=lists), errors=done.errors, status=done.status)
     flash(DONE.get(key, "已保存。"), "success")
     return redirect(url_for("console.referral", referral_id=referral_id))
 
