@@ -127,12 +127,16 @@ def update_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: 
 # Duplicates ---------------------------------------------------------------------------------
 
 
+def _merged_conflict(code: str, message: str, survivor_id: uuid.UUID | None) -> ApiError:
+    """409 about a merged duplicate, naming the problem it was merged into."""
+    return ApiError(409, message, code=code, details={"survivor_id": str(survivor_id)})
+
+
 def merged_error(problem: Problem) -> ApiError:
-    return ApiError(
-        409,
+    return _merged_conflict(
+        "problem_merged",
         "The problem was merged into another as a duplicate; unmerge it first.",
-        code="problem_merged",
-        details={"survivor_id": str(problem.duplicate_of_id)},
+        problem.duplicate_of_id,
     )
 
 
@@ -162,19 +166,12 @@ def merge_problem(session: Session, actor: Actor, problem_id: uuid.UUID, data: d
     if survivor.target_id != problem.target_id:
         raise invalid("into", "The problems belong to different targets.")
     if problem.duplicate_of_id is not None:
-        raise ApiError(
-            409,
-            "The problem is already merged into another; unmerge it first.",
-            code="already_merged",
-            details={"survivor_id": str(problem.duplicate_of_id)},
+        raise _merged_conflict(
+            "already_merged", "The problem is already merged into another; unmerge it first.", problem.duplicate_of_id
         )
     if survivor.duplicate_of_id is not None:
-        raise ApiError(
-            409,
-            "That problem is itself a merged duplicate; merge into the problem it was merged into.",
-            code="survivor_merged",
-            details={"survivor_id": str(survivor.duplicate_of_id)},
-        )
+        message = "That problem is itself a merged duplicate; merge into the problem it was merged into."
+        raise _merged_conflict("survivor_merged", message, survivor.duplicate_of_id)
     numbers = open_referral_numbers(session, problem.id)
     if numbers:
         raise ApiError(

@@ -296,14 +296,13 @@ _ROW = (
 
 def _stream(session: Session, user_id: uuid.UUID, portfolio: list[uuid.UUID], cursor: int, limit: int) -> list[Any]:
     """The next `limit` changes after `cursor` that this user receives, in one statement (one snapshot)."""
-    cols = _ROW
     parts = [
-        select(*cols).where(ChangeLogEntry.scope == "all", ChangeLogEntry.change_no > cursor),
-        select(*cols).where(ChangeLogEntry.owner_id == user_id, ChangeLogEntry.change_no > cursor),
+        select(*_ROW).where(ChangeLogEntry.scope == "all", ChangeLogEntry.change_no > cursor),
+        select(*_ROW).where(ChangeLogEntry.owner_id == user_id, ChangeLogEntry.change_no > cursor),
     ]
     if portfolio:
         parts.append(
-            select(*cols).where(
+            select(*_ROW).where(
                 ChangeLogEntry.scope == "target",
                 ChangeLogEntry.target_id.in_(portfolio),
                 ChangeLogEntry.change_no > cursor,
