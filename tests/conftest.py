@@ -87,6 +87,7 @@ class _Stores:
         self._sqlite: tuple[Path, Path] | None = None
         self._postgres: str | None = None
         self._postgres_error: str | None = None
+        self.postgres_emptying = ""
 
     def sqlite(self) -> tuple[Path, Path]:
         if self._sqlite is None:
@@ -103,7 +104,7 @@ class _Stores:
                     admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
                     admin.execute(f'CREATE DATABASE "{name}"')
                 db.upgrade(_pg_url(name))
-                self._postgres = name
+                self._postgres, self.postgres_emptying = name, _emptying_sql(name)
             except psycopg.OperationalError as e:
                 where = make_url(POSTGRES_URL).render_as_string()
                 self._postgres_error = f"PostgreSQL not reachable at {where}: {str(e).strip().splitlines()[0]}"
@@ -153,7 +154,23 @@ def _one_engine_per_database() -> Iterator[None]:
         engine.dispose()
 
 
-def _empty_postgres(name: str) -> None:
+def _emptying_sql(name: str) -> str:
+    """The statements that take the migrated database back to empty (its tables read once)."""
+    with psycopg.connect(_conninfo(name), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        ).fetchall()
+        sequences = conn.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'").fetchall()
+    return "; ".join(
+        # Replica mode skips triggers: the audit log's append-only guard and the foreign keys.
+        ["SET LOCAL session_replication_role = replica"]
+        + [f'DELETE FROM "{table}"' for (table,) in tables]
+        + ["INSERT INTO sync_counter (id, value) VALUES (1, 0)"]
+        + [f'ALTER SEQUENCE "{sequence}" RESTART' for (sequence,) in sequences]
+    )
+
+
+def _empty_postgres(name: str, emptying: str) -> None:
     """Back to the state the migrations leave: no rows but the change counter's, sequences at 1.
 
     Connections a test left behind (a killed server's, a scheduler's advisory lock) are ended first.
@@ -163,22 +180,8 @@ def _empty_postgres(name: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            )
-        ]
-        sequences = [
-            row[0] for row in conn.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
-        ]
         with conn.transaction():
-            # Replica mode skips triggers: the audit log's append-only guard and the foreign keys.
-            conn.execute("SET LOCAL session_replication_role = replica")
-            conn.execute("; ".join(f'DELETE FROM "{table}"' for table in tables))
-            conn.execute("INSERT INTO sync_counter (id, value) VALUES (1, 0)")
-            for sequence in sequences:
-                conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+            conn.execute(emptying)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -193,7 +196,7 @@ def db_url(db_kind: str, _stores: _Stores) -> Iterator[str]:
         shutil.copyfile(template, path)
     else:
         name = _stores.postgres()
-        _empty_postgres(name)
+        _empty_postgres(name, _stores.postgres_emptying)
         url = _pg_url(name)
     yield url
     _dispose(url)
@@ -205,7 +208,7 @@ def _dispose(url: str) -> None:
 
 
 @pytest.fixture
-def app(db_url: str, tmp_path: Any) -> Iterator[Flask]:
+def app(db_url: str, tmp_path: Any) -> Flask:
     application = create_app(
         {
             "DATABASE_URL": db_url,
@@ -215,8 +218,7 @@ def app(db_url: str, tmp_path: Any) -> Iterator[Flask]:
         }
     )
     application.instance_path = str(tmp_path / "instance")
-    yield application
-    application.extensions["db_engine"].dispose()
+    return application  # its engine is disposed with the database (db_url)
 
 
 @pytest.fixture
