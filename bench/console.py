@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -35,7 +35,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from bench import dataset
+from bench import dataset, foundation
 from bench.stats import percentile
 from schemas.enums import ProblemCategory, ProblemStatus, Role
 from server import create_app, db
@@ -61,31 +61,15 @@ _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @dataclass
-class Measure:
-    key: str
-    label: str
-    urls: list[str]
+class Measure(foundation.Measure):
+    """A page's timings (bench/foundation.py's), with the CPU p95 and the SQL statements of one request."""
+
     target_ms: float | None = TARGET_MS
-    reps: int = 0
-    timings: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
     statements: int = 0  # SQL statements of one request (the first URL)
 
     def summary(self, baseline_p50: float | None) -> dict[str, Any]:
-        p50, p95 = percentile(self.timings, 50) * 1000, percentile(self.timings, 95) * 1000
-        return {
-            "key": self.key,
-            "label": self.label,
-            "n": len(self.timings),
-            "p50_ms": round(p50, 2),
-            "p95_ms": round(p95, 2),
-            "cpu_p50_ms": round(percentile(self.cpu, 50) * 1000, 2),
-            "cpu_p95_ms": round(percentile(self.cpu, 95) * 1000, 2),
-            "statements": self.statements,
-            "x_baseline_p50": round(p50 / baseline_p50, 1) if baseline_p50 else None,
-            "target_p95_ms": self.target_ms,
-            "pass": None if self.target_ms is None else p95 < self.target_ms,
-        }
+        cpu_p95 = round(percentile(self.cpu, 95) * 1000, 2)
+        return super().summary(baseline_p50) | {"cpu_p95_ms": cpu_p95, "statements": self.statements}
 
 
 # --- the data ----------------------------------------------------------------------------------

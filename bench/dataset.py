@@ -373,14 +373,22 @@ def prepare_sqlite(size: Size) -> str:
     return url
 
 
+def libpq(url: str = POSTGRES_ADMIN_URL) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def postgres_url(name: str, admin_url: str = POSTGRES_ADMIN_URL) -> str:
+    """The app's URL (postgresql+psycopg://…) of database `name` on the benchmark's server."""
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
 def prepare_postgresql(size: Size, admin_url: str = POSTGRES_ADMIN_URL, name: str = POSTGRES_DB, **load_kw: Any) -> str:
     """Database `name`, dropped and loaded afresh (COPY makes that quick enough); its URL. `load_kw` go to load()."""
-    admin = make_url(admin_url)
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(libpq(admin_url), autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(database=name).render_as_string(hide_password=False)
+    url = postgres_url(name, admin_url)
     _say(f"loading PostgreSQL database {name}")
     load(url, size, **load_kw)
     return url

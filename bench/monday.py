@@ -39,9 +39,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Table, event, insert, text, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import configure_mappers
 
+from bench.dataset import libpq, postgres_url
 from schemas.enums import ProblemCategory, ProblemOutcome, Role, ServiceCategory, TargetKind
 from server import db
 from server.db.followup_models import FollowUp, MailMessage, Referral, ReferralCounter, ReferralProblem
@@ -53,7 +53,6 @@ from server.domain.workdays import WorkCalendar
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DATA_VERSION = 1  # bump when the generated rows change: cached copies are then rebuilt
 MONDAY = dt.datetime(2026, 11, 30, 8, 0, tzinfo=SHANGHAI)
 FRIDAY = dt.datetime(2026, 11, 27, 18, 0, tzinfo=SHANGHAI)
@@ -464,8 +463,7 @@ def prepare(kind: str, scale: Scale, *, cold: bool) -> str:
         return url
     if kind != "postgresql":
         raise ValueError(f"database must be sqlite or postgresql, not {kind!r}")
-    admin = make_url(POSTGRES_ADMIN_URL)
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = libpq()
     template = f"bench_monday_{variant.replace('-', '_')}"
     work_db = "bench_monday_work"
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
@@ -473,14 +471,14 @@ def prepare(kind: str, scale: Scale, *, cold: bool) -> str:
         if not exists:
             _say(f"building PostgreSQL database {template} (kept as a template for later runs)")
             conn.execute(f'CREATE DATABASE "{template}_building"')
-            url = admin.set(database=f"{template}_building").render_as_string(hide_password=False)
+            url = postgres_url(f"{template}_building")
             build(url, scale)
             if not cold:
                 _friday(url)
             conn.execute(f'ALTER DATABASE "{template}_building" RENAME TO "{template}"')
         conn.execute(f'DROP DATABASE IF EXISTS "{work_db}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{work_db}" TEMPLATE "{template}"')
-    url = admin.set(database=work_db).render_as_string(hide_password=False)
+    url = postgres_url(work_db)
     db.upgrade(url)
     return url
 

@@ -241,21 +241,17 @@ def _work(name: str) -> Path:
     return dataset.RESULTS / f"sync-{RUN_ID}-{name}"
 
 
-def drop_template(kind: str) -> None:
+def _drop(kind: str, pg_name: str, file_name: str) -> None:
     if kind == "postgresql":
-        with psycopg.connect(_pg_conninfo(), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)')
+        with psycopg.connect(dataset.libpq(), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
     else:
-        for old in dataset.RESULTS.glob(_work("template.db*").name):
+        for old in dataset.RESULTS.glob(_work(file_name).name + "*"):
             old.unlink()
 
 
-def _pg_conninfo() -> str:
-    return make_url(dataset.POSTGRES_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _pg_url(name: str) -> str:
-    return make_url(dataset.POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+def drop_template(kind: str) -> None:
+    _drop(kind, PG_TEMPLATE, "template.db")
 
 
 def prepare_template(kind: str) -> str:
@@ -274,10 +270,10 @@ def prepare_template(kind: str) -> str:
 def fresh_copy(kind: str, template: str) -> str:
     """A new working database from the template."""
     if kind == "postgresql":
-        with psycopg.connect(_pg_conninfo(), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(dataset.libpq(), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{PG_RUN}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{PG_RUN}" TEMPLATE "{PG_TEMPLATE}"')
-        return _pg_url(PG_RUN)
+        return dataset.postgres_url(PG_RUN)
     work = _work("scenario.db")
     for old in dataset.RESULTS.glob(work.name + "*"):
         old.unlink()
@@ -286,12 +282,7 @@ def fresh_copy(kind: str, template: str) -> str:
 
 
 def drop_copy(kind: str) -> None:
-    if kind == "postgresql":
-        with psycopg.connect(_pg_conninfo(), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{PG_RUN}" WITH (FORCE)')
-    else:
-        for old in dataset.RESULTS.glob(_work("scenario.db*").name):
-            old.unlink()
+    _drop(kind, PG_RUN, "scenario.db")
 
 
 def stored_counts(url: str) -> dict[str, int]:
@@ -574,16 +565,16 @@ def prepare_pull_db(kind: str, rows: int) -> str:
     if kind == "postgresql":
         name = f"bench_sync_pull_{rows}"
         try:
-            if stored_counts(_pg_url(name))["change_log"] == rows:
-                return _pg_url(name)
+            if stored_counts(dataset.postgres_url(name))["change_log"] == rows:
+                return dataset.postgres_url(name)
         except Exception:  # noqa: BLE001 - missing or broken: build it
             pass
         # Built under this run's own name, then renamed: never drops a database another run is filling.
         dataset.prepare_postgresql(size, name=f"{name}_{RUN_ID}", **load_kw)
-        with psycopg.connect(_pg_conninfo(), autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(dataset.libpq(), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'ALTER DATABASE "{name}_{RUN_ID}" RENAME TO "{name}"')
-        return _pg_url(name)
+        return dataset.postgres_url(name)
     cache = dataset.RESULTS / f"sync-pull-v{PULL_VERSION}-{rows}.db"
     if not cache.exists():
         building = _work(f"pull-{rows}.building")
