@@ -12,6 +12,16 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 INT32_MAX = 2**31 - 1
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _nul_paths(value: Any, path: str = "") -> list[str]:
     if isinstance(value, str):
         return [path or "_schema"] if "\x00" in value else []
@@ -40,7 +50,8 @@ class WireSchema(Schema):
 
     @pre_load
     def _no_nul(self, data: Any, **_kwargs: Any) -> Any:
-        bad = _nul_paths(data)
+        # Every nested schema checks its part again: the quick walk first, the paths only for the rare hit.
+        bad = _nul_paths(data) if _has_nul(data) else []
         if bad:
             raise ValidationError({path.split(".")[0]: ["Text may not contain NUL characters."] for path in bad})
         return data

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from server import db
-from server.db.models import Problem, SyncChange, Visit
-from tests.factories import PASSWORD
+from server.db.models import AuditEntry, Problem, SyncChange, Visit
+from server.services import visits
+from tests.factories import PASSWORD, visit_note
 from tests.sync_helpers import CLIENT, device, note_payload
 
 
@@ -112,6 +113,102 @@ def test_a_failing_write_rolls_back_alone(app, client, phone, world):
     assert [x["status"] for x in r["results"]] == ["applied", "rejected", "applied"]
     assert count(app, Visit) == 2
     assert count(app, Problem) == 4
+
+
+def test_notes_stored_in_bulk_are_stored_as_one_posted_note(app, client, phone, world):
+    """A push stores its new notes together (one INSERT per table); what is stored is the same as
+    for a note POSTed on its own: the visit, its problems, search entries, audit and change log."""
+    h = world.headers("cadre")
+    pushed_id, pushed = note_payload(world)
+    posted = visit_note(world)
+    assert phone.push([phone.change("visit.create", pushed_id, pushed)]).json["results"][0]["status"] == "applied"
+    assert client.post("/api/v1/visits", json=posted, headers=h).status_code == 201
+
+    def shape(visit_id):
+        body = client.get(f"/api/v1/visits/{visit_id}", headers=h).json
+        for key in ("id", "created_at", "updated_at"):
+            body.pop(key)
+        for p in body["problems"]:
+            for key in ("id", "visit_id", "created_at", "updated_at"):
+                p.pop(key)
+        return body
+
+    assert shape(pushed_id) == shape(posted["id"])
+    with app.app_context():
+        audits = {
+            e.entity_id: e
+            for e in db.session().scalars(
+                select(AuditEntry).where(AuditEntry.entity == "visit", AuditEntry.action == "create")
+            )
+        }
+    assert audits[pushed_id].changes.keys() == audits[posted["id"]].changes.keys()
+    assert audits[pushed_id].changes["problems"] == [p["id"] for p in pushed["problems"]]
+    assert audits[pushed_id].device_id == uuid.UUID(phone.device_id)
+    found = client.get("/api/v1/problems", query_string={"q": "融资"}, headers=world.headers("supervisor")).json
+    assert {p["visit_id"] for p in found["items"]} == {pushed_id, posted["id"]}
+    phone.pull_all()
+    assert {pushed_id, posted["id"]} <= phone.ids("visit")
+    assert {p["id"] for p in pushed["problems"]} <= phone.ids("problem")
+
+
+def test_a_mixed_batch_is_applied_in_seq_order(app, phone, world):
+    """Runs of new notes go in bulk; a retry, a taken id, an edit or a bad note between them is
+    applied on its own, in its place."""
+    a_id, a = note_payload(world)
+    _, taken = note_payload(world, summary="另一条记录")
+    shared_id, shared = note_payload(world)
+    shared["problems"][1]["id"] = a["problems"][0]["id"]
+    bad_id, bad = note_payload(world, service_categories=[])
+    changes = [
+        phone.change("visit.create", a_id, a),
+        phone.change("visit.update", a_id, {"summary": "当场补充"}, base=1),
+        phone.change("visit.create", a_id, a),  # the same note again: a retry of the first
+        phone.change("visit.create", a_id, taken),  # another note under a taken id
+        phone.change("visit.create", *note_payload(world)),
+        phone.change("visit.create", shared_id, shared),  # a problem id of the first note
+        phone.change("visit.create", bad_id, bad),
+        phone.change("visit.create", *note_payload(world)),
+        phone.change("visit.create", *note_payload(world)),
+    ]
+    r = phone.push(changes).json
+    statuses = [(x["status"], x.get("code")) for x in r["results"]]
+    assert statuses == [
+        ("applied", None), ("applied", None), ("rejected", "id_taken"), ("rejected", "id_taken"),
+        ("applied", None), ("rejected", "id_taken"), ("rejected", "validation_error"),
+        ("applied", None), ("applied", None),
+    ]  # fmt: skip
+    # The retry came after the edit, so it is another note under the first one's id.
+    assert r["results"][1]["version"] == 2
+    assert count(app, Visit) == 4 and count(app, Problem) == 8
+    with app.app_context():
+        stored = db.session().scalars(select(SyncChange).order_by(SyncChange.seq)).all()
+    assert [s.status for s in stored] == [x[0] for x in statuses]
+    assert [s.payload is None for s in stored] == [x[0] == "applied" for x in statuses]
+
+
+def test_a_bulk_run_that_fails_is_applied_one_change_at_a_time(app, phone, world, monkeypatch):
+    """Another device may take an id between the screening and the INSERT: the run's savepoint
+    rolls back and each of its notes is applied alone, so only the one that clashes is rejected
+    and no change number is given to a row that was rolled back."""
+    monkeypatch.setattr(visits.NewNotes, "admit", lambda self, data: True)  # screening misses the clash
+    first_id, first = note_payload(world)
+    clash_id, clash = note_payload(world)
+    clash["problems"][0]["id"] = first["problems"][0]["id"]
+    phone.push([phone.change("visit.create", first_id, first)])
+    r = phone.push(
+        [
+            phone.change("visit.create", *note_payload(world)),
+            phone.change("visit.create", clash_id, clash),
+            phone.change("visit.create", *note_payload(world)),
+        ]
+    ).json
+    assert [(x["status"], x.get("code")) for x in r["results"]] == [
+        ("applied", None), ("rejected", "id_taken"), ("applied", None),
+    ]  # fmt: skip
+    assert count(app, Visit) == 3 and count(app, Problem) == 6
+    phone.pull_all()
+    assert clash_id not in phone.ids("visit")
+    assert len(phone.ids("visit")) == 3 and len(phone.ids("problem")) == 6
 
 
 def test_offline_edits_with_predicted_versions_sync_without_conflict(app, phone, world):

@@ -25,11 +25,9 @@ def _runs(text: str) -> list[str]:
 
 
 def _run_tokens(run: str) -> list[str]:
-    if not _IS_CJK.match(run):
-        return [run]
-    if len(run) == 1:
-        return [run]
-    return [run[i : i + 2] for i in range(len(run) - 1)]
+    if len(run) > 1 and _IS_CJK.match(run):
+        return list(map(str.__add__, run, run[1:]))  # the bigrams run[i:i+2]
+    return [run]
 
 
 def index_tokens(*texts: str | None) -> str:

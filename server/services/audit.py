@@ -42,6 +42,26 @@ def apply(obj: Any, data: dict[str, Any]) -> dict[str, list[Any]]:
     return changes
 
 
+def row(
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: Any,
+    changes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of one audit entry (for `record`, or for a bulk INSERT of many)."""
+    return {
+        "actor_id": actor.user_id,
+        "device_id": actor.device_id,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id) if entity_id is not None else None,
+        "changes": jsonable(changes) if changes else None,
+        "request_id": actor.request_id,
+        "remote_addr": actor.remote_addr,
+    }
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -50,15 +70,4 @@ def record(
     entity_id: Any,
     changes: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        AuditEntry(
-            actor_id=actor.user_id,
-            device_id=actor.device_id,
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id) if entity_id is not None else None,
-            changes=jsonable(changes) if changes else None,
-            request_id=actor.request_id,
-            remote_addr=actor.remote_addr,
-        )
-    )
+    session.add(AuditEntry(**row(actor, action, entity, entity_id, changes)))

@@ -11,7 +11,7 @@ it did not see. See docs/sync-protocol.md.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -91,13 +91,20 @@ def revoke(session: Session, obj: Any, user_id: uuid.UUID) -> None:
         pending[(name, obj.id)] = own
 
 
+def note(session: Session, name: str, record_ids: Iterable[uuid.UUID], scope: Scope, op: str = "upsert") -> None:
+    """Number these records' change with the transaction's: for rows written without ORM objects
+    (a bulk INSERT), which the flush events below do not see."""
+    pending: dict[tuple[str, uuid.UUID], tuple[str, Scope]] = session.info.setdefault(PENDING, {})
+    for record_id in record_ids:
+        pending[(name, record_id)] = (op, scope)
+
+
 def _note(session: Session, obj: Any, op: str) -> None:
     spec = SYNCED.get(type(obj))
     if spec is None:
         return
     name, scope_of = spec
-    pending: dict[tuple[str, uuid.UUID], tuple[str, Scope]] = session.info.setdefault(PENDING, {})
-    pending[(name, obj.id)] = (op, scope_of(obj))
+    note(session, name, [obj.id], scope_of(obj), op)
 
 
 def _after_flush(session: Session, _context: Any) -> None:
@@ -140,7 +147,7 @@ def _before_commit(session: Session) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(ChangeLogEntry)
-    session.execute(
+    session.connection().execute(  # Core, not an ORM bulk insert: the session was just flushed
         stmt.on_conflict_do_update(
             index_elements=["entity", "record_id"],
             set_={c: stmt.excluded[c] for c in ("change_no", "op", "scope", "owner_id", "target_id", "changed_at")},

@@ -23,9 +23,9 @@ def index(session: Session, kind: str, record_id: uuid.UUID, *texts: str | None)
         entry.tokens = tokens
 
 
-def add(session: Session, kind: str, record_id: uuid.UUID, *texts: str | None) -> None:
-    """The search entry of a record created in this transaction: it has none yet, so no lookup (and no autoflush)."""
-    session.add(SearchEntry(kind=kind, record_id=record_id, tokens=index_tokens(*texts)))
+def entry(kind: str, record_id: uuid.UUID, *texts: str | None) -> dict[str, Any]:
+    """The columns of a new search entry (for `add`, or for a bulk INSERT of many)."""
+    return {"kind": kind, "record_id": record_id, "tokens": index_tokens(*texts)}
 
 
 def unindex(session: Session, kind: str, record_ids: list[uuid.UUID]) -> None:

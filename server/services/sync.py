@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import Schema, ValidationError
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, insert, select, union_all
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -175,6 +175,54 @@ def _apply_one(session: Session, actor: Actor, device: Device, change: dict[str,
         }
 
 
+def _apply_all(session: Session, actor: Actor, device: Device, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Apply the changes in seq order; return each one's result.
+
+    New visit notes, the bulk of any queue, are stored together (visits.insert_notes) in runs of
+    consecutive notes that `NewNotes` admits; every other change, and every note it does not admit
+    (a retry, a taken id, a target gone), is applied on its own in a savepoint, so that it is
+    rejected alone. A run that fails as a whole (another device took one of its ids meanwhile) is
+    applied again one change at a time, with the same isolation.
+    """
+    notes = [({**c["payload"], "id": str(c["record_id"])} if c["kind"] == "visit.create" else None) for c in new]
+    screen = visits.NewNotes(session, [n for n in notes if n is not None])
+    schema = VisitNoteSchema()
+    results: list[dict[str, Any]] = []
+    run: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def store_run() -> None:
+        if not run:
+            return
+        try:
+            with changes.savepoint(session):
+                visits.insert_notes(session, actor, [data for _c, data in run])
+        except (IntegrityError, DataError):
+            results.extend(_apply_one(session, actor, device, c) for c, _data in run)
+        else:
+            results.extend({"seq": c["seq"], "record_id": c["record_id"], "status": "applied", "version": 1}
+                           for c, _data in run)  # fmt: skip
+        run.clear()
+
+    for c, note in zip(new, notes, strict=True):
+        data = _admitted(schema, screen, note) if note is not None and actor.has(*visits.WRITERS) else None
+        if data is not None:
+            run.append((c, data))
+            continue
+        store_run()
+        results.append(_apply_one(session, actor, device, c))
+    store_run()
+    return results
+
+
+def _admitted(schema: Schema, screen: visits.NewNotes, note: dict[str, Any]) -> dict[str, Any] | None:
+    """The note, validated, if it may be stored in bulk; None sends it the one-by-one way."""
+    try:
+        data = schema.load(note)
+    except ValidationError:
+        return None  # rejected with its field errors by _apply_one
+    return data if screen.admit(data) else None
+
+
 def _stored(result: dict[str, Any]) -> dict[str, Any]:
     return {k: audit.jsonable(v) for k, v in result.items() if v is not None}
 
@@ -210,28 +258,29 @@ def push(session: Session, actor: Actor, data: dict[str, Any], client: Client) -
         for c in old:
             result = stored.get(c["seq"], {"seq": c["seq"], "record_id": str(c["record_id"]), "status": "applied"})
             results.append(result | {"replayed": True})
-    recorded = []
-    for c in new:
-        result = _apply_one(session, actor, device, c)
-        recorded.append(
-            SyncChange(
-                device_id=device.id,
-                seq=c["seq"],
-                user_id=actor.user_id,
-                kind=c["kind"],
-                record_id=c["record_id"],
-                status=result["status"],
-                result=_stored(result),
-                payload=c["payload"] if result["status"] != "applied" else None,
-            )
-        )
-        results.append(result)
-    # Added after the loop, not one by one: each savepoint would flush the last one on its own (an
-    # INSERT, and an UPDATE of the device, per change). Same transaction, so the same guarantee.
-    session.add_all(recorded)
-    if new:
-        device.last_seq = new[-1]["seq"]
+    applied = _apply_all(session, actor, device, new)
+    results.extend(applied)
     now = utcnow()
+    if new:
+        # One INSERT for the batch's records of what each change came to (the answer to a resend).
+        session.execute(
+            insert(SyncChange),
+            [
+                {
+                    "device_id": device.id,
+                    "seq": c["seq"],
+                    "user_id": actor.user_id,
+                    "kind": c["kind"],
+                    "record_id": c["record_id"],
+                    "status": result["status"],
+                    "result": _stored(result),
+                    "payload": c["payload"] if result["status"] != "applied" else None,
+                    "received_at": now,
+                }
+                for c, result in zip(new, applied, strict=True)
+            ],
+        )
+        device.last_seq = new[-1]["seq"]
     device.last_push_at = now
     device.last_seen_at = now
     device.queue_depth = data.get("queue_depth")
