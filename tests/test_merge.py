@@ -233,7 +233,9 @@ def test_merging_is_audited_and_synced(app, client, world, pair):
     with app.app_context():
         s = db.session()
         entries = s.scalars(
-            select(AuditEntry).where(AuditEntry.entity == "problem", AuditEntry.entity_id == duplicate)
+            select(AuditEntry)
+            .where(AuditEntry.entity == "problem", AuditEntry.entity_id == duplicate)
+            .order_by(AuditEntry.id)
         ).all()
         change = s.scalars(select(ChangeLogEntry).where(ChangeLogEntry.record_id == uuid.UUID(duplicate))).one()
     merged, unmerged = [e for e in entries if e.action in ("merge", "unmerge")]
