@@ -10,6 +10,7 @@ it did not see. See docs/sync-protocol.md.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -144,19 +145,22 @@ def _before_commit(session: Session) -> None:
         }
         for number, ((entity, record_id), (op, scope)) in enumerate(pending.items(), start=last - len(pending) + 1)
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ChangeLogEntry)
-    session.connection().execute(  # Core, not an ORM bulk insert: the session was just flushed
-        stmt.on_conflict_do_update(
-            index_elements=["entity", "record_id"],
-            set_={c: stmt.excluded[c] for c in ("change_no", "op", "scope", "owner_id", "target_id", "changed_at")},
-        ),
-        rows,
-    )
+    # Core, not an ORM bulk insert: the session was just flushed.
+    session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
     hook = session.info.get(AFTER_NUMBERING)
     if hook is not None:
         hook(session)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The change-log upsert, built once per dialect (every write transaction runs it)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ChangeLogEntry)
+    return stmt.on_conflict_do_update(
+        index_elements=["entity", "record_id"],
+        set_={c: stmt.excluded[c] for c in ("change_no", "op", "scope", "owner_id", "target_id", "changed_at")},
+    )
 
 
 def _after_rollback(session: Session) -> None:

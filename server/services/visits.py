@@ -94,21 +94,24 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
     as it is, never stored twice. The same id with other content is a conflict.
     """
     actor.require(*WRITERS)
-    visit_id = data.get("id") or uuid.uuid4()
-    existing = session.get(Visit, visit_id)
-    if existing is not None:
-        if existing.cadre_id == actor.user_id and _same_note(existing, data):
-            return existing, False
-        raise ApiError(409, "A different visit note with this id exists.", code="id_taken")
-    _check_refs(session, data)
-    for model, ids in (
-        (Problem, [p["id"] for p in data["problems"] if p.get("id")]),
-        (VisitAttachment, [a["id"] for a in data.get("attachments", [])]),
-    ):
-        if ids and session.scalar(select(model.id).where(model.id.in_(ids)).limit(1)) is not None:
-            raise ApiError(409, f"A {model.__name__} with this id exists.", code="id_taken")
-    insert_notes(session, actor, [{**data, "id": visit_id}])
-    return session.scalars(select(Visit).where(Visit.id == visit_id).options(*NOTE_LOADS)).one(), True
+    data = {**data, "id": data.get("id") or uuid.uuid4()}
+    if not NewNotes(session, [data]).admit(data):
+        # Not plainly new: say why, or find it is a retry.
+        existing = session.get(Visit, data["id"])
+        if existing is not None:
+            if existing.cadre_id == actor.user_id and _same_note(existing, data):
+                return existing, False
+            raise ApiError(409, "A different visit note with this id exists.", code="id_taken")
+        _check_refs(session, data)
+        for model, ids in (
+            (Problem, [p["id"] for p in data["problems"] if p.get("id")]),
+            (VisitAttachment, [a["id"] for a in data.get("attachments", [])]),
+        ):
+            if ids and session.scalar(select(model.id).where(model.id.in_(ids)).limit(1)) is not None:
+                raise ApiError(409, f"A {model.__name__} with this id exists.", code="id_taken")
+        # Left: ids repeated within the note itself, which the INSERT refuses (IntegrityError, 409).
+    insert_notes(session, actor, [data])
+    return session.scalars(select(Visit).where(Visit.id == data["id"]).options(*NOTE_LOADS)).one(), True
 
 
 # Everything a visit's answer shows (VisitSchema), loaded with the visit.
