@@ -2,7 +2,7 @@
 
 from dotenv import load_dotenv
 
-from server import create_app
+from server import create_app, settle
 
 load_dotenv()
-app = create_app()
+app = settle(create_app())

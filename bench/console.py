@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from bench import dataset, foundation
 from bench.stats import percentile
 from schemas.enums import ProblemCategory, ProblemStatus, Role
-from server import create_app, db
+from server import create_app, db, settle
 from server.db.followup_models import Referral
 from server.db.models import Campaign, Department, Problem, User
 from server.demo import CATEGORY_DEPARTMENT
@@ -349,7 +349,8 @@ def run(
         counts["referrals"] = int(conn.scalar(select(func.count()).select_from(Referral)) or 0)
     engine.dispose()
     fx = fixtures(url)
-    app = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "SECRET_KEY": secrets.token_hex(16)})
+    # As wsgi.py makes a gunicorn worker's app.
+    app = settle(create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "SECRET_KEY": secrets.token_hex(16)}))
     client = login(app, "supervisor")
     ms = [m for m in measures(fx, reps) if only is None or m.key in only or m.key == "baseline"]
     staff = login(app, fx.staff_username)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from bench import dataset, loadgen
 from bench.stats import percentile
 from schemas.enums import ProblemCategory, ProblemStatus, Role
-from server import create_app, db
+from server import create_app, db, settle
 from server.db.models import AuthToken, Campaign, Device, Target, User
 from server.db.types import utcnow
 from server.services.auth import token_digest
@@ -354,7 +354,7 @@ def run(kind: str, size: dataset.Size, *, reps: int, clients: int, seconds: floa
     url = dataset.prepare(kind, size)
     counts = dataset.counts(url)
     fx = fixtures(url)
-    app = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
+    app = settle(create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"}))  # as wsgi.py makes a worker's
     if sqlite_cache_mib and kind == "sqlite":
         # A what-if for the in-process timings only: SQLite's page cache is 2 MiB per connection
         # unless the app sets it, against a 600 MB file here.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -46,4 +47,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         response.headers["X-Request-ID"] = request_id()
         return response
 
+    return app
+
+
+def settle(app: Flask) -> Flask:
+    """Ready `app` for a long-running process (wsgi.py: every gunicorn worker, the scheduler).
+
+    What start-up built (modules, the app, mappers, schemas) lives as long as the process, yet
+    Python's cyclic collector walks all of it again on every full collection: a 60–100 ms pause
+    every dozen or so list requests of a busy worker, which is the p95 of the API's visit lists.
+    Freezing it moves it out of the collector's sight; garbage made by requests is still collected.
+    """
+    gc.collect()
+    gc.freeze()
     return app
