@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,11 +13,16 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 INT32_MAX = 2**31 - 1
 
 
+# What no database stores: NUL (PostgreSQL refuses it) and unpaired UTF-16 surrogates, which JSON's
+# \uD800-style escapes can carry but UTF-8 cannot encode (both drivers fail on them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
+        return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_nul(v) for v in value.values())
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
     if isinstance(value, list):
         return any(_has_nul(v) for v in value)
     return False
@@ -24,9 +30,13 @@ def _has_nul(value: Any) -> bool:
 
 def _nul_paths(value: Any, path: str = "") -> list[str]:
     if isinstance(value, str):
-        return [path or "_schema"] if "\x00" in value else []
+        return [path or "_schema"] if _UNSTORABLE.search(value) else []
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _nul_paths(v, f"{path}.{k}" if path else str(k))]
+        return [
+            p
+            for k, v in value.items()
+            for p in (_nul_paths(k, path or "_schema") + _nul_paths(v, f"{path}.{k}" if path else str(k)))
+        ]
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}.{i}" if path else str(i))]
     return []
@@ -45,16 +55,35 @@ class WireSchema(Schema):
     """Base of every schema on the wire.
 
     Unknown fields are refused (the marshmallow default), so a typo never passes silently, and
-    text may not contain NUL characters, which no database stores (PostgreSQL refuses them).
+    text may not contain NUL characters or unpaired surrogates, which no database stores.
     """
+
+    # Fields whose text another schema checks when it loads them (nested schemas, opaque payloads).
+    text_checked_elsewhere: tuple[str, ...] = ()
 
     @pre_load
     def _no_nul(self, data: Any, **_kwargs: Any) -> Any:
-        # Every nested schema checks its part again: the quick walk first, the paths only for the rare hit.
-        bad = _nul_paths(data) if _has_nul(data) else []
+        mine = data
+        if self.text_checked_elsewhere and isinstance(data, dict):
+            mine = {k: v for k, v in data.items() if k not in self.text_checked_elsewhere}
+        # The quick walk first, the paths only for the rare hit.
+        bad = _nul_paths(mine) if _has_nul(mine) else []
         if bad:
-            raise ValidationError({path.split(".")[0]: ["Text may not contain NUL characters."] for path in bad})
+            message = "Text may not contain NUL characters or unpaired surrogates."
+            raise ValidationError({path.split(".")[0]: [message] for path in bad})
         return data
+
+
+def scrub(value: Any) -> Any:
+    """`value` with what no database stores (see WireSchema) replaced by U+FFFD: for keeping a
+    refused payload, as it came, beside the reason it was refused."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
 
 
 class LocalDateTime(fields.AwareDateTime):

@@ -52,6 +52,10 @@ class VisitEditSchema(VisitUpdateSchema):
 class ChangeSchema(WireSchema):
     """One change in the device's outbox."""
 
+    # The payload is loaded by its kind's schema when the change is applied: bad text in it
+    # rejects that change alone, not the whole batch.
+    text_checked_elsewhere = ("payload",)
+
     seq = fields.Integer(required=True, validate=validate.Range(1, 2**62))
     kind = fields.String(required=True, validate=validate.OneOf(CHANGE_KINDS))
     record_id = fields.UUID(required=True)
@@ -66,6 +70,7 @@ class ChangeSchema(WireSchema):
 
 
 class PushSchema(WireSchema):
+    text_checked_elsewhere = ("changes",)  # each change checks its own (ChangeSchema)
     device_id = fields.UUID(required=True)
     queue_depth = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 10**9))
     changes = fields.List(fields.Nested(ChangeSchema), required=True, validate=validate.Length(max=BATCH_MAX))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -87,6 +88,33 @@ def test_a_bad_note_never_blocks_the_good_ones(app, phone, world):
         stored = db.session().scalars(select(SyncChange).where(SyncChange.status == "rejected")).all()
     assert {s.seq for s in stored} == {2, 3}
     assert stored[0].payload is not None
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_text_no_database_stores_rejects_its_note_alone(app, client, phone, world, bad):
+    """NUL, or an unpaired surrogate (a JSON \\ud800 escape): refused with the note, never a 500,
+    never the whole batch; the refused payload is kept with the character replaced."""
+    bad_id, note = note_payload(world, summary=f"走访{bad}企业")
+    note["problems"][0][f"备注{bad}"] = "?"
+    changes = [
+        phone.change("visit.create", *note_payload(world)),
+        phone.change("visit.create", bad_id, note),
+        phone.change("visit.create", *note_payload(world)),
+    ]
+    body = json.dumps({"device_id": phone.device_id, "changes": changes})  # \u escapes, as a phone sends them
+    r = client.post("/api/v1/sync/push", data=body, headers=phone.headers | {"Content-Type": "application/json"})
+    assert r.status_code == 200, r.json
+    assert [x["status"] for x in r.json["results"]] == ["applied", "rejected", "applied"]
+    assert "summary" in r.json["results"][1]["errors"]
+    assert count(app, Visit) == 2
+    rejected = client.get("/api/v1/sync/rejections", headers=world.headers("supervisor")).json
+    assert [x["payload"]["summary"] for x in rejected] == ["走访\ufffd企业"]
+    # The same text POSTed on its own: a 422 in the one error shape.
+    _, alone = note_payload(world, summary=f"走访{bad}企业")
+    r = client.post(
+        "/api/v1/visits", data=json.dumps(alone), headers=world.headers("cadre") | {"Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json["code"] == "validation_error" and "summary" in r.json["errors"]
 
 
 def test_a_rejected_note_can_be_fixed_and_resent(app, phone, world):

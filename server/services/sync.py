@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, union_all
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
+from schemas.common import scrub
 from schemas.enums import Role
 from schemas.followups import FollowUpResultSchema
 from schemas.sync import (
@@ -224,7 +225,7 @@ def _admitted(schema: Schema, screen: visits.NewNotes, note: dict[str, Any]) -> 
 
 
 def _stored(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: audit.jsonable(v) for k, v in result.items() if v is not None}
+    return scrub({k: audit.jsonable(v) for k, v in result.items() if v is not None})
 
 
 def push(session: Session, actor: Actor, data: dict[str, Any], client: Client) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def push(session: Session, actor: Actor, data: dict[str, Any], client: Client) -
                     "record_id": c["record_id"],
                     "status": result["status"],
                     "result": _stored(result),
-                    "payload": c["payload"] if result["status"] != "applied" else None,
+                    "payload": scrub(c["payload"]) if result["status"] != "applied" else None,
                     "received_at": now,
                 }
                 for c, result in zip(new, applied, strict=True)
