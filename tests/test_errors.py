@@ -167,6 +167,12 @@ JUNK = [None, 0, -1, 10**30, 1.5, "", "x" * 10_000, [], {}, [None], {"a": {"b": 
 JUNK += ["\u0000", "😀", "\ud800"]  # NUL, an astral character, an unpaired surrogate (no database stores it)
 
 
+def send_json(client, url: str, body, headers, method: str = "POST"):
+    """`body` encoded as phones encode it (\\u escapes), so that even an unpaired surrogate travels
+    (the test client's `json=` refuses to encode one)."""
+    return client.open(url, method=method, data=json.dumps(body), content_type="application/json", headers=headers)
+
+
 @pytest.mark.parametrize(
     "url,method,who",
     [
@@ -192,9 +198,7 @@ def test_junk_in_any_field_never_gives_500(client, world, url, method, who):
         for junk in JUNK:
             body = visit_note(world) if url == "/api/v1/visits" else {}
             body[field] = junk
-            # Encoded the way phones do (\u escapes), so that even a lone surrogate travels.
-            data = json.dumps(body)
-            r = client.open(url, method=method, data=data, content_type="application/json", headers=headers)
+            r = send_json(client, url, body, headers, method)
             assert r.status_code < 500, (field, junk, r.get_data(as_text=True))
             if r.status_code >= 400:
                 assert set(r.json) >= ERROR_KEYS

@@ -12,7 +12,7 @@ from server.db.models import AuditEntry, ChangeLogEntry
 from tests.factories import PASSWORD
 from tests.referral_helpers import issue, problem_ids, referral_in
 from tests.sync_helpers import device
-from tests.test_errors import JUNK, assert_error
+from tests.test_errors import JUNK, assert_error, send_json
 
 
 def get(client, world, pid, who="supervisor"):
@@ -276,7 +276,7 @@ def test_junk_in_any_field_never_gives_500(client, world, pair):
             for junk in JUNK:
                 body = {"into": survivor, "version": 1} if url.endswith("/merge") else {"version": 1}
                 body[field] = junk
-                r = client.post(url, json=body, headers=world.headers("supervisor"))
+                r = send_json(client, url, body, world.headers("supervisor"))
                 assert r.status_code < 500, (url, field, junk, r.get_data(as_text=True))
                 if r.status_code >= 400:
                     assert set(r.json) >= {"status", "code", "message"}

@@ -31,6 +31,7 @@ from server.services.actors import Actor
 from tests.factories import PASSWORD, gen_user
 from tests.referral_helpers import ANSWER, PATHS, act, issue, later_workday, problem_ids, read, referral_in
 from tests.sync_helpers import device
+from tests.test_errors import send_json
 
 ROLE_OF = {
     "cadre": Role.cadre,
@@ -905,6 +906,7 @@ JUNK = [
     True,
     "\u0000",
     "😀",
+    "\ud800",
     "9999-12-31",
 ]
 
@@ -914,7 +916,7 @@ def test_junk_in_any_field_of_issue_never_gives_500(client, world):
     good = {"problem_ids": ids, "lead_department_id": str(world.dept), "requirements": "请办理", "workdays": 5}
     for field in [*good, "co_department_ids"]:
         for junk in JUNK:
-            r = client.post("/api/v1/referrals", json=good | {field: junk}, headers=world.headers("supervisor"))
+            r = send_json(client, "/api/v1/referrals", good | {field: junk}, world.headers("supervisor"))
             assert r.status_code < 500, (field, junk, r.get_data(as_text=True))
 
 
@@ -938,7 +940,7 @@ def test_junk_in_any_field_of_an_action_never_gives_500(client, world, action):
         base = {"approve": True, "reassign_to": str(world.other_dept), "version": referral["version"]}
     for field in [*fields, "version"]:
         for junk in JUNK:
-            r = client.post(url, json=base | {field: junk}, headers=world.headers(who))
+            r = send_json(client, url, base | {field: junk}, world.headers(who))
             assert r.status_code < 500, (field, junk, r.get_data(as_text=True))
             if r.status_code == 200:  # a junk value that happened to be valid moved it: start again
                 referral = referral_in(client, world, state.get(action, "signed"))
@@ -952,7 +954,7 @@ def test_junk_in_a_followup_result_never_gives_500(client, world):
     for field in ("satisfaction", "next_date", "version", "note"):
         for junk in JUNK:
             body = {"satisfaction": "satisfied", "version": 1} | {field: junk}
-            r = client.post(url, json=body, headers=world.headers("cadre"))
+            r = send_json(client, url, body, world.headers("cadre"))
             assert r.status_code < 500, (field, junk, r.get_data(as_text=True))
             if r.status_code == 200:
                 return
