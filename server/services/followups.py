@@ -347,7 +347,10 @@ def dump_one(followup: FollowUp) -> dict[str, Any]:
     """A follow-up as devices receive it (FollowUpSchema), names included."""
     session = object_session(followup)
     assert session is not None
-    return FollowUpSchema().dump(describe(session, [followup])[0])
+    return _FOLLOWUP.dump(describe(session, [followup])[0])
+
+
+_FOLLOWUP = FollowUpSchema()  # built once: pulls dump one follow-up at a time
 
 
 changes.register(FollowUp, "followup", lambda f: changes.Scope("owner", f.assignee_id, f.target_id))
