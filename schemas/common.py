@@ -18,27 +18,27 @@ INT32_MAX = 2**31 - 1
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _has_nul(value: Any) -> bool:
+def _has_unstorable(value: Any) -> bool:
     if isinstance(value, str):
         return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_has_unstorable(k) or _has_unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_has_unstorable(v) for v in value)
     return False
 
 
-def _nul_paths(value: Any, path: str = "") -> list[str]:
+def _unstorable_paths(value: Any, path: str = "") -> list[str]:
     if isinstance(value, str):
         return [path or "_schema"] if _UNSTORABLE.search(value) else []
     if isinstance(value, dict):
         return [
             p
             for k, v in value.items()
-            for p in (_nul_paths(k, path or "_schema") + _nul_paths(v, f"{path}.{k}" if path else str(k)))
+            for p in (_unstorable_paths(k, path or "_schema") + _unstorable_paths(v, f"{path}.{k}" if path else str(k)))
         ]
     if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _nul_paths(v, f"{path}.{i}" if path else str(i))]
+        return [p for i, v in enumerate(value) for p in _unstorable_paths(v, f"{path}.{i}" if path else str(i))]
     return []
 
 
@@ -62,12 +62,12 @@ class WireSchema(Schema):
     text_checked_elsewhere: tuple[str, ...] = ()
 
     @pre_load
-    def _no_nul(self, data: Any, **_kwargs: Any) -> Any:
+    def _storable_text(self, data: Any, **_kwargs: Any) -> Any:
         mine = data
         if self.text_checked_elsewhere and isinstance(data, dict):
             mine = {k: v for k, v in data.items() if k not in self.text_checked_elsewhere}
         # The quick walk first, the paths only for the rare hit.
-        bad = _nul_paths(mine) if _has_nul(mine) else []
+        bad = _unstorable_paths(mine) if _has_unstorable(mine) else []
         if bad:
             message = "Text may not contain NUL characters or unpaired surrogates."
             raise ValidationError({path.split(".")[0]: [message] for path in bad})

@@ -117,6 +117,21 @@ def test_text_no_database_stores_rejects_its_note_alone(app, client, phone, worl
     assert r.status_code == 422 and r.json["code"] == "validation_error" and "summary" in r.json["errors"]
 
 
+def test_a_note_with_more_ids_than_a_statement_takes_is_rejected_alone(app, phone, world, monkeypatch):
+    """A payload may carry any number of ids before it is validated: the screening reads only valid
+    notes, and asks for their ids in chunks, so neither a huge list nor a big batch is a 500."""
+    huge_id, huge = note_payload(world)
+    huge["problems"] = [{"id": str(uuid.uuid4())} for _ in range(70_000)]  # over PostgreSQL's 65,535
+    monkeypatch.setattr(visits, "IN_CHUNK", 3)  # a batch's ids over several statements
+    changes = [phone.change("visit.create", *note_payload(world)) for _ in range(2)]
+    changes.append(phone.change("visit.create", huge_id, huge))
+    r = phone.push(changes)
+    assert r.status_code == 200, r.json
+    assert [x["status"] for x in r.json["results"]] == ["applied", "applied", "rejected"]
+    assert r.json["results"][2]["code"] == "validation_error"
+    assert count(app, Visit) == 2 and count(app, Problem) == 4
+
+
 def test_a_rejected_note_can_be_fixed_and_resent(app, phone, world):
     note_id, note = note_payload(world, summary="")
     assert phone.push([phone.change("visit.create", note_id, note)]).json["results"][0]["status"] == "rejected"

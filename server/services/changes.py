@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import event, update
@@ -92,20 +93,31 @@ def revoke(session: Session, obj: Any, user_id: uuid.UUID) -> None:
         pending[(name, obj.id)] = own
 
 
-def note(session: Session, name: str, record_ids: Iterable[uuid.UUID], scope: Scope, op: str = "upsert") -> None:
-    """Number these records' change with the transaction's: for rows written without ORM objects
-    (a bulk INSERT), which the flush events below do not see."""
+def note(session: Session, model: type, record_ids: Iterable[uuid.UUID], scope: Scope, op: str = "upsert") -> None:
+    """Number these `model` records' change with the transaction's (see SYNCED)."""
+    name = SYNCED[model][0]
     pending: dict[tuple[str, uuid.UUID], tuple[str, Scope]] = session.info.setdefault(PENDING, {})
     for record_id in record_ids:
         pending[(name, record_id)] = (op, scope)
+
+
+def scope_of(model: type, row: Mapping[str, Any]) -> Scope:
+    """Who receives a `model` record with these columns, as SYNCED says for its objects."""
+    return SYNCED[model][1](SimpleNamespace(**row))
+
+
+def note_rows(session: Session, model: type, rows: Iterable[Mapping[str, Any]]) -> None:
+    """`note` for rows written without ORM objects (a bulk INSERT), which the flush events below
+    do not see: each row's scope as SYNCED gives it."""
+    for row in rows:
+        note(session, model, [row["id"]], scope_of(model, row))
 
 
 def _note(session: Session, obj: Any, op: str) -> None:
     spec = SYNCED.get(type(obj))
     if spec is None:
         return
-    name, scope_of = spec
-    note(session, name, [obj.id], scope_of(obj), op)
+    note(session, type(obj), [obj.id], spec[1](obj), op)
 
 
 def _after_flush(session: Session, _context: Any) -> None:

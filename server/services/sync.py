@@ -191,9 +191,10 @@ def _apply_all(session: Session, actor: Actor, device: Device, new: list[dict[st
     rejected alone. A run that fails as a whole (another device took one of its ids meanwhile) is
     applied again one change at a time, with the same isolation.
     """
-    notes = [({**c["payload"], "id": str(c["record_id"])} if c["kind"] == "visit.create" else None) for c in new]
-    screen = visits.NewNotes(session, [n for n in notes if n is not None])
     schema = VisitNoteSchema()
+    bulk = actor.has(*visits.WRITERS)
+    notes = [_valid(schema, c) if bulk and c["kind"] == "visit.create" else None for c in new]
+    screen = visits.NewNotes(session, [n for n in notes if n is not None])
     results: list[dict[str, Any]] = []
     run: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
@@ -211,9 +212,8 @@ def _apply_all(session: Session, actor: Actor, device: Device, new: list[dict[st
         run.clear()
 
     for c, note in zip(new, notes, strict=True):
-        data = _admitted(schema, screen, note) if note is not None and actor.has(*visits.WRITERS) else None
-        if data is not None:
-            run.append((c, data))
+        if note is not None and screen.admit(note):
+            run.append((c, note))
             continue
         store_run()
         results.append(_apply_one(session, actor, device, c))
@@ -221,13 +221,12 @@ def _apply_all(session: Session, actor: Actor, device: Device, new: list[dict[st
     return results
 
 
-def _admitted(schema: Schema, screen: visits.NewNotes, note: dict[str, Any]) -> dict[str, Any] | None:
-    """The note, validated, if it may be stored in bulk; None sends it the one-by-one way."""
+def _valid(schema: Schema, change: dict[str, Any]) -> dict[str, Any] | None:
+    """A visit.create's note, validated; None if invalid (_apply_one rejects it with its field errors)."""
     try:
-        data = schema.load(note)
+        return schema.load({**change["payload"], "id": str(change["record_id"])})
     except ValidationError:
-        return None  # rejected with its field errors by _apply_one
-    return data if screen.admit(data) else None
+        return None
 
 
 def _stored(result: dict[str, Any]) -> dict[str, Any]:

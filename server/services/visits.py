@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Select, Text, insert, or_, select
@@ -119,33 +119,27 @@ NOTE_LOADS = (selectinload(Visit.problems), selectinload(Visit.attachments))
 
 
 class NewNotes:
-    """Which notes of a batch `insert_notes` may store: new ids, an active target, a campaign.
+    """Which of a batch of validated notes `insert_notes` may store: new ids, an active target, a
+    known campaign.
 
-    Everything it needs is read up front, one query per table for the whole batch: which of the
-    ids the notes carry are taken, which of their targets are active, which campaigns exist. A note
-    it does not admit (a retry, a taken id, a reference that fails) is one for `create_visit`,
-    which answers for it one by one. The notes may be the raw payloads (ids as text).
+    Everything it needs is read up front, for the whole batch: which of the ids the notes carry
+    are taken, which of their targets are active, which campaigns exist. A note it does not admit
+    (a retry, a taken id, a reference that fails) is one for `create_visit`, which answers for it.
     """
 
-    def __init__(self, session: Session, notes: Iterable[Mapping[str, Any]]) -> None:
-        raw = list(notes)
-        problems = [p for n in raw for p in _dicts(n.get("problems"))]
-        attachments = [a for n in raw for a in _dicts(n.get("attachments"))]
+    def __init__(self, session: Session, notes: list[Mapping[str, Any]]) -> None:
         self._taken: set[uuid.UUID] = set()
         for model, wanted in (
-            (Visit, _uuids(n.get("id") for n in raw)),
-            (Problem, _uuids(p.get("id") for p in problems)),
-            (VisitAttachment, _uuids(a.get("id") for a in attachments)),
+            (Visit, {n["id"] for n in notes}),
+            (Problem, {p.get("id") for n in notes for p in n["problems"]}),
+            (VisitAttachment, {a["id"] for n in notes for a in n.get("attachments", [])}),
         ):
-            if wanted:
-                self._taken.update(session.scalars(select(model.id).where(model.id.in_(wanted))))
-        targets = _uuids(n.get("target_id") for n in raw)
-        self._targets = set(session.scalars(select(Target.id).where(Target.id.in_(targets), Target.active)))
-        campaigns = _uuids(n.get("campaign_id") for n in raw)
-        self._campaigns = set(session.scalars(select(Campaign.id).where(Campaign.id.in_(campaigns))))
+            self._taken |= _existing(session, model.id, wanted - {None})
+        self._targets = _existing(session, Target.id, {n["target_id"] for n in notes}, Target.active)
+        self._campaigns = _existing(session, Campaign.id, {n["campaign_id"] for n in notes})
 
     def admit(self, data: Mapping[str, Any]) -> bool:
-        """Whether the validated note may be stored in bulk; if so, its ids count as taken from now on."""
+        """Whether the note may be stored in bulk; if so, its ids count as taken from now on."""
         ids = [
             data.get("id"),
             *(p.get("id") for p in data["problems"]),
@@ -160,20 +154,18 @@ class NewNotes:
         return True
 
 
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+# Ids per IN list: a database caps the parameters of one statement (PostgreSQL 65,535; SQLite
+# 32,766, or 999 in builds before 3.32), and a batch of 500 notes may carry 25,000 problem ids.
+IN_CHUNK = 5000
 
 
-def _uuids(values: Iterable[Any]) -> set[uuid.UUID]:
-    out = set()
-    for v in values:
-        if v is None:
-            continue
-        try:
-            out.add(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
-        except ValueError:
-            continue
-    return out
+def _existing(session: Session, column: Any, ids: set[Any], *where: Any) -> set[Any]:
+    """Which of `ids` are in `column` (rows meeting `where`), asked IN_CHUNK at a time."""
+    wanted = list(ids)
+    found: set[Any] = set()
+    for i in range(0, len(wanted), IN_CHUNK):
+        found.update(session.scalars(select(column).where(column.in_(wanted[i : i + IN_CHUNK]), *where)))
+    return found
 
 
 def _visit_row(actor: Actor, data: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -224,10 +216,10 @@ def insert_notes(session: Session, actor: Actor, notes: list[Mapping[str, Any]])
         snapshot = {f: visit[f] for f in VISIT_FIELDS}
         snapshot |= {"problems": [p["id"] for p in problems], "attachments": [a["sha256"] for a in attachments]}
         rows[AuditEntry].append(audit.row(actor, "create", "visit", visit["id"], snapshot) | {"at": now})
-        scope = changes.Scope("target", actor.user_id, visit["target_id"])
-        changes.note(session, "visit", [visit["id"]], scope)
-        changes.note(session, "problem", [p["id"] for p in problems], scope)
-        changes.note(session, "attachment", [a["id"] for a in attachments], scope)
+        changes.note_rows(session, Visit, [visit])
+        changes.note_rows(session, Problem, problems)
+        # An attachment goes to whoever receives its visit (changes._attachment_scope).
+        changes.note(session, VisitAttachment, [a["id"] for a in attachments], changes.scope_of(Visit, visit))
     # Core INSERTs on the session's connection (a tenth cheaper than ORM bulk inserts): what the
     # session still holds goes first, as an ORM statement would have autoflushed it.
     session.flush()
