@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import re
+import sys
+import unicodedata
+
 import pytest
 
-from server.domain.search import index_tokens, query_plan
+from server.domain.search import _CJK, _NFKC_STABLE, index_tokens, query_plan
 from tests.factories import visit_note
 
 TEXTS = [
@@ -23,6 +28,23 @@ def test_tokens_are_bigrams_and_words():
     assert index_tokens(None, "") == ""
     # Full-width letters and digits are folded (NFKC).
     assert index_tokens("ＡＢＣ１２３") == "abc123"
+
+
+def test_text_that_skips_nfkc_has_the_tokens_nfkc_would_give():
+    token_char = re.compile(f"[{_CJK}0-9A-Za-z]")
+    stable = [chr(c) for c in range(sys.maxunicode + 1) if _NFKC_STABLE.fullmatch(chr(c))]
+    assert len(stable) > 27_000  # the unified ideographs at least
+    for c in stable:
+        normalised = unicodedata.normalize("NFKC", c)
+        # Unchanged, or punctuation still (a separator either way); never a combining mark.
+        assert normalised == c or not token_char.search(normalised), hex(ord(c))
+        assert not unicodedata.combining(c), hex(ord(c))
+    # Whole texts: mixes of stable characters and of ones that NFKC changes.
+    rng = random.Random(7)
+    alphabet = "融资难贵用工住房ABC abc123，。！、“”《》（）…—〇々·\u3000\uff61５Ｇ①ﬁⅫ\uf900e\u0301"
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert index_tokens(text) == index_tokens(unicodedata.normalize("NFKC", text)), text
 
 
 def test_query_plan():
