@@ -482,7 +482,7 @@ def run_ceiling(url: str, spec: DeviceSpec) -> Scenario:
             screen = visits.NewNotes(session, batch)
             if not all(screen.admit(data) for data in batch):
                 raise SystemExit("ceiling: a queued note was not new")
-            visits.insert_notes(session, actor, batch)
+            visits.insert_notes(session, actor, [visits.note_rows(actor, data) for data in batch])
             session.commit()
         latencies.append(time.perf_counter() - t)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Text, insert, or_, select
@@ -95,6 +96,7 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
     """
     actor.require(*WRITERS)
     data = {**data, "id": data.get("id") or uuid.uuid4()}
+    rows = note_rows(actor, data)  # before the first statement: on SQLite, outside the write lock
     if not NewNotes(session, [data]).admit(data):
         # Not plainly new: say why, or find it is a retry.
         existing = session.get(Visit, data["id"])
@@ -110,7 +112,7 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
             if ids and session.scalar(select(model.id).where(model.id.in_(ids)).limit(1)) is not None:
                 raise ApiError(409, f"A {model.__name__} with this id exists.", code="id_taken")
         # Left: ids repeated within the note itself, which the INSERT refuses (IntegrityError, 409).
-    insert_notes(session, actor, [data])
+    insert_notes(session, actor, [rows])
     return session.scalars(select(Visit).where(Visit.id == data["id"]).options(*NOTE_LOADS)).one(), True
 
 
@@ -196,30 +198,51 @@ def _problem_row(visit: Mapping[str, Any], p: Mapping[str, Any], position: int, 
     }
 
 
-def insert_notes(session: Session, actor: Actor, notes: list[Mapping[str, Any]]) -> None:
-    """Store new visit notes (validated, each with its id; see `NewNotes`) with their problems,
-    attachments, search entries, audit entries and change-log numbers: one INSERT per table for
-    all of them, no ORM object and no flush per note (a note costs a millisecond, not ten)."""
+@dataclass(frozen=True)
+class NoteRows:
+    """A new note's rows, built from the validated note with no database at hand (`note_rows`), so
+    that a request can build them before its write transaction begins: on SQLite, outside the one
+    write lock that every writer waits for."""
+
+    data: Mapping[str, Any]  # the validated note (what NewNotes screens)
+    visit: dict[str, Any]
+    problems: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+    entries: list[dict[str, Any]]  # search entries, with their bigram tokens
+    audit: dict[str, Any]
+
+
+def note_rows(actor: Actor, data: Mapping[str, Any], now: dt.datetime | None = None) -> NoteRows:
+    """The rows of a new note (validated, with its id) as `insert_notes` stores them."""
+    now = now or utcnow()
+    visit = _visit_row(actor, data, now)
+    problems = [_problem_row(visit, p, i, now) for i, p in enumerate(data["problems"])]
+    attachments = [{**a, "visit_id": visit["id"], "created_at": now} for a in data.get("attachments", [])]
+    entries = [search.entry("visit", visit["id"], visit["summary"], visit["location_text"])]
+    entries.extend(search.entry("problem", p["id"], p["description"]) for p in problems)
+    snapshot = {f: visit[f] for f in VISIT_FIELDS}
+    snapshot |= {"problems": [p["id"] for p in problems], "attachments": [a["sha256"] for a in attachments]}
+    audit_row = audit.row(actor, "create", "visit", visit["id"], snapshot) | {"at": now}
+    return NoteRows(data, visit, problems, attachments, entries, audit_row)
+
+
+def insert_notes(session: Session, actor: Actor, notes: list[NoteRows]) -> None:
+    """Store new visit notes (screened by `NewNotes`) with their problems, attachments, search
+    entries, audit entries and change-log numbers: one INSERT per table for all of them, no ORM
+    object and no flush per note (a note costs a millisecond, not ten)."""
     actor.require(*WRITERS)
-    now = utcnow()
-    tables = (Visit, Problem, VisitAttachment, SearchEntry, AuditEntry)
-    rows: dict[type[Base], list[dict[str, Any]]] = {model: [] for model in tables}
-    for data in notes:
-        visit = _visit_row(actor, data, now)
-        problems = [_problem_row(visit, p, i, now) for i, p in enumerate(data["problems"])]
-        attachments = [{**a, "visit_id": visit["id"], "created_at": now} for a in data.get("attachments", [])]
-        rows[Visit].append(visit)
-        rows[Problem].extend(problems)
-        rows[VisitAttachment].extend(attachments)
-        rows[SearchEntry].append(search.entry("visit", visit["id"], visit["summary"], visit["location_text"]))
-        rows[SearchEntry].extend(search.entry("problem", p["id"], p["description"]) for p in problems)
-        snapshot = {f: visit[f] for f in VISIT_FIELDS}
-        snapshot |= {"problems": [p["id"] for p in problems], "attachments": [a["sha256"] for a in attachments]}
-        rows[AuditEntry].append(audit.row(actor, "create", "visit", visit["id"], snapshot) | {"at": now})
-        changes.note_rows(session, Visit, [visit])
-        changes.note_rows(session, Problem, problems)
+    rows: dict[type[Base], list[dict[str, Any]]] = {
+        Visit: [n.visit for n in notes],
+        Problem: [p for n in notes for p in n.problems],
+        VisitAttachment: [a for n in notes for a in n.attachments],
+        SearchEntry: [e for n in notes for e in n.entries],
+        AuditEntry: [n.audit for n in notes],
+    }
+    for n in notes:
+        changes.note_rows(session, Visit, [n.visit])
+        changes.note_rows(session, Problem, n.problems)
         # An attachment goes to whoever receives its visit (changes._attachment_scope).
-        changes.note(session, VisitAttachment, [a["id"] for a in attachments], changes.scope_of(Visit, visit))
+        changes.note(session, VisitAttachment, [a["id"] for a in n.attachments], changes.scope_of(Visit, n.visit))
     # Core INSERTs on the session's connection (a tenth cheaper than ORM bulk inserts): what the
     # session still holds goes first, as an ORM statement would have autoflushed it.
     session.flush()
