@@ -328,6 +328,9 @@ def load(
                     if progress and i % (CHUNK * 4) == 0:
                         _say(f"  {i:,} visits written ({time.perf_counter() - started:.0f} s)")
             writer.flush()
+            if search and conn.dialect.name == "sqlite":
+                # The services index what they insert (search.add_entries); a bulk load indexes it all at once.
+                conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
             if change_log:
                 conn.execute(update(SyncCounter).where(SyncCounter.id == 1).values(value=number))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -6,8 +6,10 @@ import random
 import re
 import sys
 import unicodedata
+import uuid
 
 import pytest
+from sqlalchemy import text
 
 from server.domain.search import _CJK, _NFKC_STABLE, index_tokens, query_plan
 from tests.factories import visit_note
@@ -113,3 +115,37 @@ def test_search_respects_rows_a_role_may_see(client, world, problems):
 def test_withdrawn_note_leaves_the_index(client, world, problems):
     client.delete(f"/api/v1/visits/{problems[0]['visit_id']}", headers=world.headers("cadre"))
     assert found(client, world, "融资") == []
+
+
+def test_every_write_keeps_the_index_whole(app, client, world):
+    """Each way an entry is written (a push's bulk insert, a POST, a problem added alone through
+    the ORM, an edit, a withdrawal) leaves the index agreeing with the entries: found by search,
+    and on SQLite FTS5's own check of an external-content index against its table passes."""
+    from server import db
+    from tests.factories import PASSWORD
+    from tests.sync_helpers import device, note_payload
+
+    phone = device(client, "cadre", PASSWORD)
+    pushed = [note_payload(world, summary=f"推送的记录{i}，企业反映订单增长。") for i in range(3)]
+    r = phone.push([phone.change("visit.create", record_id, payload) for record_id, payload in pushed])
+    assert [x["status"] for x in r.json["results"]] == ["applied"] * 3
+    h = world.headers("cadre")
+    posted = client.post("/api/v1/visits", json=visit_note(world, summary="直接提交的记录，研发投入加大。"), headers=h)
+    assert posted.status_code == 201, posted.json
+    visit_id = pushed[0][0]
+    problem = {"visit_id": visit_id, "category": "other", "description": "物流成本上升"}
+    added = phone.push([phone.change("problem.create", str(uuid.uuid4()), problem)])
+    assert added.json["results"][0]["status"] == "applied", added.json
+    rewritten = {"summary": "改写后的记录，环保设备更新。", "version": 1}
+    edit = client.patch(f"/api/v1/visits/{pushed[1][0]}", json=rewritten, headers=h)
+    assert edit.status_code == 200, edit.json
+    assert client.delete(f"/api/v1/visits/{pushed[2][0]}", headers=h).status_code == 204
+
+    assert len(found(client, world, "订单", "visits")) == 1  # the withdrawn and the rewritten one are gone
+    assert found(client, world, "研发", "visits") == ["直接提交的记录，研发投入加大。"]
+    assert found(client, world, "环保", "visits") == ["改写后的记录，环保设备更新。"]
+    assert found(client, world, "物流") == ["物流成本上升"]
+    with app.app_context():
+        session = db.session()
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("INSERT INTO search_fts(search_fts, rank) VALUES ('integrity-check', 1)"))

@@ -413,8 +413,9 @@ class SyncConflict(Base):
 class SearchEntry(Base):
     """Bigram tokens of one visit or problem (see server/domain/search.py).
 
-    SQLite indexes `tokens` with an FTS5 table kept in step by triggers; PostgreSQL with a
-    generated tsvector column and a GIN index. Both are created by the migration.
+    SQLite indexes `tokens` with an FTS5 table (external content), which server/services/search.py
+    tells of new entries and triggers of changed or deleted ones; PostgreSQL with a generated
+    tsvector column and GIN indexes. The migrations create both.
     """
 
     __tablename__ = "search_entries"

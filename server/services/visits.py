@@ -18,7 +18,6 @@ from server.db.models import (
     Campaign,
     PortfolioEntry,
     Problem,
-    SearchEntry,
     Target,
     Visit,
     VisitAttachment,
@@ -235,7 +234,6 @@ def insert_notes(session: Session, actor: Actor, notes: list[NoteRows]) -> None:
         Visit: [n.visit for n in notes],
         Problem: [p for n in notes for p in n.problems],
         VisitAttachment: [a for n in notes for a in n.attachments],
-        SearchEntry: [e for n in notes for e in n.entries],
         AuditEntry: [n.audit for n in notes],
     }
     for n in notes:
@@ -249,6 +247,7 @@ def insert_notes(session: Session, actor: Actor, notes: list[NoteRows]) -> None:
     for model, model_rows in rows.items():
         if model_rows:
             session.connection().execute(insert(model), model_rows)
+    search.add_entries(session, [e for n in notes for e in n.entries])
 
 
 def add_attachment(session: Session, actor: Actor, visit_id: uuid.UUID, data: dict[str, Any]) -> VisitAttachment:
