@@ -37,7 +37,8 @@ def _runs(text: str) -> list[str]:
 
 
 def _run_tokens(run: str) -> list[str]:
-    if len(run) > 1 and _IS_CJK.match(run):
+    # A run is all CJK or all [0-9a-z]; every CJK character sorts after "z".
+    if len(run) > 1 and run[0] > "z":
         return list(map(str.__add__, run, run[1:]))  # the bigrams run[i:i+2]
     return [run]
 
@@ -48,7 +49,10 @@ def index_tokens(*texts: str | None) -> str:
     for text in texts:
         if text:
             for run in _runs(text):
-                tokens.extend(_run_tokens(run))
+                if len(run) > 1 and run[0] > "z":  # _run_tokens, inline: a note has hundreds of runs
+                    tokens.extend(map(str.__add__, run, run[1:]))
+                else:
+                    tokens.append(run)
     return " ".join(tokens)
 
 
