@@ -4,13 +4,16 @@ Each lane stores its progress in the local database as it goes (a batch's answer
 its cursor, an upload's URL), so a process killed at any point resumes where it stopped.
 Notes never wait for files: the upload lane runs last and its failures never undo the others.
 ``stop`` (a threading.Event) and ``max_batches`` end a lane early between two steps, for tests
-that interrupt a sync and for callers that keep a sync short.
+that interrupt a sync and for callers that keep a sync short (a push batch already sent when
+``stop`` is set is still answered and recorded).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +29,10 @@ from client_sync.errors import (
     StoreError,
     TransportError,
 )
-from client_sync.store import Store, dumps, now_iso
+from client_sync.store import UNSENT, Store, dumps, now_iso
 from client_sync.transport import Transport
 from client_sync.tus import TusClient
-from schemas.sync import BATCH_MAX, PULL_LIMIT_DEFAULT, PushSchema
+from schemas.sync import BATCH_MAX, PULL_LIMIT_DEFAULT, VERSIONED_KINDS, PushSchema
 
 BATCH_SIZE = 200
 BATCH_BYTES = 2 * 1024 * 1024  # well under the server's MAX_CONTENT_LENGTH (8 MB)
@@ -66,6 +69,35 @@ def _note_needs_login(store: Store) -> None:
     store.set(needs_login=True)
 
 
+# Batches in flight at once: while the server stores one, the next is already read, sent and
+# validated, so the device and the server's second worker are not idle meanwhile (a third of a
+# sync's time on one device; docs/sync-protocol.md, "Pipelined pushes").
+PIPELINE = 2
+
+
+@dataclass
+class _Sent:
+    """A push request on its way: its changes, and whether an unanswered batch went before it."""
+
+    batch: list[dict[str, Any]]
+    seqs: list[int]
+    answer: Future[dict[str, Any]]
+    behind: bool
+
+
+def _may_follow(batch: list[dict[str, Any]], start: int) -> bool:
+    """Whether `batch` may go out before the batch ahead of it is answered: only queued new records.
+
+    An edit waits, because the answer before it may re-base it (a refused or conflicting change
+    of the same record; outbox.recompute_versions).
+    """
+    return (
+        bool(batch)
+        and batch[0]["seq"] == start
+        and all(r["kind"] not in VERSIONED_KINDS and r["status"] in UNSENT for r in batch)
+    )
+
+
 def push(
     store: Store,
     transport: Transport,
@@ -75,8 +107,14 @@ def push(
     max_batches: int | None = None,
     stop: threading.Event | None = None,
     progress: ProgressFn | None = None,
+    pipeline: int = PIPELINE,
 ) -> LaneReport:
-    """Push the outbox in seq order, in batches, until it is empty (or stopped)."""
+    """Push the outbox in seq order, in batches, until it is empty (or stopped).
+
+    Up to `pipeline` batches are in flight: the server applies a batch only after the one before
+    it (a batch that overtakes its predecessor is refused with sequence_gap and sent again), and
+    answers are recorded in seq order. The local store is only touched from this thread.
+    """
     report = LaneReport("push")
     device_id = store.device_id
     batch_size = max(1, min(batch_size, BATCH_MAX))
@@ -84,58 +122,108 @@ def push(
     gaps = 0
     total = outbox.queue_depth(store)
     done = 0
-    while not (stop is not None and stop.is_set()) and (max_batches is None or report.steps < max_batches):
-        first = outbox.first_unsent(store)
-        start = resend_from if resend_from is not None else first
-        if start is None:
-            break
+    inflight: deque[_Sent] = deque()
+
+    def send(start: int, behind: bool) -> bool:
         batch = outbox.next_batch(store, start=start, limit=batch_size, max_bytes=max_bytes)
+        if behind and not _may_follow(batch, start):
+            return False
         if not batch or batch[0]["seq"] != start:
             raise ProtocolError(f"The server asks for seq {start}, which this device no longer holds.")
         seqs = [row["seq"] for row in batch]
         body = {
             "device_id": device_id,
-            "queue_depth": outbox.queue_depth(store),
+            # What waits to be acknowledged, this batch included and those still out before it not.
+            "queue_depth": outbox.queue_depth(store) - sum(len(x.seqs) for x in inflight),
             "changes": [outbox.wire(r) for r in batch],
         }
         errors = PushSchema().validate(body)
         if errors:
             raise StoreError(f"Outbox changes {seqs[0]}–{seqs[-1]} do not pass the push schema: {errors}")
         outbox.mark_sent(store, seqs)
-        try:
-            answer = transport.post_json("/api/v1/sync/push", body)
-        except SequenceGap as e:
-            outbox.mark_unsent(store, seqs, e.as_reason())
-            gaps += 1
-            if gaps > 3 or e.expected_seq < 1 or e.expected_seq == start:
-                raise ProtocolError(f"The server keeps asking for seq {e.expected_seq}.") from e
-            resend_from = e.expected_seq
-            continue
-        except ApiError as e:
-            outbox.mark_unsent(store, seqs, e.as_reason())
-            if e.status == 413 and batch_size > 1:
-                batch_size = max(1, len(batch) // 2)
-                continue
-            if isinstance(e, LoginRequired):
-                _note_needs_login(store)
-            raise
-        except TransportError as e:
-            outbox.mark_unsent(store, seqs, {"code": "network", "message": str(e)})
-            raise
-        counts = outbox.apply_results(store, batch, answer)
+        inflight.append(_Sent(batch, seqs, pool.submit(transport.post_json, "/api/v1/sync/push", body), behind))
+        return True
+
+    def record(sent: _Sent, answer: dict[str, Any]) -> None:
+        nonlocal resend_from, done
+        counts = outbox.apply_results(store, sent.batch, answer)
         for key, n in counts.items():
             report.add(key, n)
         report.steps += 1
-        after = outbox.first_unsent(store)
+        seqs = sent.seqs
         if resend_from is not None:
+            after = outbox.first_unsent(store)
             resend_from = seqs[-1] + 1
             if after is None or resend_from >= after:
                 resend_from = None
-        elif after is not None and after <= seqs[0]:
+        elif not any(isinstance(r, dict) and r.get("seq") == seqs[0] for r in answer["results"]):
             raise ProtocolError(f"The server answered nothing for seq {seqs[0]}: {str(answer)[:200]}")
         done += sum(counts[k] for k in ("acknowledged", "needs_attention", "conflict"))
         if progress:
             progress(Progress("push", min(done, total) if total else done, max(total, done), f"seq {seqs[-1]}"))
+
+    def fail(sent: _Sent, error: Exception) -> None:
+        if isinstance(error, (ApiError, TransportError)):
+            reason = error.as_reason() if isinstance(error, ApiError) else {"code": "network", "message": str(error)}
+            outbox.mark_unsent(store, sent.seqs, reason)
+
+    with ThreadPoolExecutor(max_workers=max(1, pipeline), thread_name_prefix="push") as pool:
+        try:
+            while True:
+                while len(inflight) < max(1, pipeline) and not (stop is not None and stop.is_set()):
+                    if max_batches is not None and report.steps + len(inflight) >= max_batches:
+                        break
+                    if inflight:
+                        if resend_from is not None or not send(inflight[-1].seqs[-1] + 1, behind=True):
+                            break
+                        continue
+                    start = resend_from if resend_from is not None else outbox.first_unsent(store)
+                    if start is None:
+                        break
+                    send(start, behind=False)
+                if not inflight:
+                    break
+                sent = inflight.popleft()
+                try:
+                    answer = sent.answer.result()
+                except (ApiError, TransportError) as error:
+                    fail(sent, error)
+                    # What was sent behind it is answered first (it may have been stored: the
+                    # error may have lost only the answer), then the error is dealt with.
+                    while inflight:
+                        later = inflight.popleft()
+                        try:
+                            record(later, later.answer.result())
+                        except (ApiError, TransportError) as e:
+                            fail(later, e)
+                    if isinstance(error, SequenceGap):
+                        if sent.behind:
+                            continue  # it overtook the batch before it: sent again, in its turn
+                        gaps += 1
+                        if gaps > 3 or error.expected_seq < 1 or error.expected_seq == sent.seqs[0]:
+                            raise ProtocolError(f"The server keeps asking for seq {error.expected_seq}.") from error
+                        resend_from = error.expected_seq
+                        continue
+                    if isinstance(error, ApiError):
+                        if error.status == 413 and batch_size > 1:
+                            batch_size = max(1, len(sent.batch) // 2)
+                            continue
+                        if isinstance(error, LoginRequired):
+                            _note_needs_login(store)
+                    raise error from None
+                record(sent, answer)
+        finally:
+            # Leaving on an error with requests still out: each is waited for, and its answer kept
+            # where it can be (what is not stays 'sent', and goes again next time: the server
+            # answers a change it already applied with the stored result).
+            while inflight:
+                later = inflight.popleft()
+                try:
+                    record(later, later.answer.result())
+                except (ApiError, TransportError) as e:
+                    fail(later, e)
+                except (ProtocolError, StoreError):
+                    pass
     return report
 
 

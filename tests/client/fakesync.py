@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,11 @@ class FakeSync:
         self.lose_next_push_answer = False  # commit the push, then drop the connection
         self.resolved: list[tuple[str, str]] = []
         self.conflicts: dict[str, str] = {}
+        # Pushes arrive on threads of their own (the engine keeps two in flight): one at a time here,
+        # with hooks around each to order them as a test needs.
+        self.lock = threading.Lock()
+        self.before_push: Callable[[dict[str, Any]], None] = lambda body: None
+        self.after_push: Callable[[dict[str, Any]], None] = lambda body: None
 
     # Plumbing -----------------------------------------------------------------------------
 
@@ -51,7 +57,11 @@ class FakeSync:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return error(401, "invalid_token", "The token is invalid, expired or revoked; log in again.")
         if path == "/api/v1/sync/push":
-            answer = self.push(request.json())
+            body = request.json()
+            self.before_push(body)
+            with self.lock:
+                answer = self.push(body)
+            self.after_push(body)
             if self.lose_next_push_answer:
                 self.lose_next_push_answer = False
                 return DROP

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 
 import pytest
 
 from client_sync import LoginRequired, Progress
+from client_sync.engine import PIPELINE
 from client_sync.store import loads
 from tests.client.conftest import make_client, write_note
 from tests.client.loopback import error
@@ -106,6 +108,44 @@ def test_a_sequence_gap_resends_from_the_expected_seq_never_renumbering(client, 
     assert pushes(server)[-2:] == [[4], [2, 3, 4]]
     assert [c["seq"] for c in app.applied] == [1, 2, 3, 2, 3, 4]
     assert {r["status"] for r in outbox(client).values()} == {"acknowledged"}
+
+
+def test_a_batch_that_overtakes_the_one_before_it_is_sent_again_in_its_turn(client, fake):
+    app, server = fake
+    for _ in range(4):
+        write_note(client)
+    overtaken = threading.Event()
+    # The first batch is held at the server until the second (sent behind it) has been answered.
+    app.before_push = lambda body: body["changes"][0]["seq"] == 1 and overtaken.wait(5)
+    app.after_push = lambda body: body["changes"][0]["seq"] == 3 and overtaken.set()
+    report = client.sync(batch_size=2)
+    assert report.done and overtaken.is_set()
+    assert [c["seq"] for c in app.applied] == [1, 2, 3, 4]
+    firsts = [r.json()["changes"][0]["seq"] for r in server.requests if r.path == "/api/v1/sync/push"]
+    assert sorted(firsts) == [1, 3, 3]  # the overtaking batch went twice, and was applied once
+    assert report.lanes[0].counts["acknowledged"] == 4
+
+
+def test_an_edit_waits_for_the_answer_before_it(client, fake):
+    """An edit is never sent while the batch before it is unanswered: that answer may re-base it."""
+    app, _server = fake
+    note = write_note(client)
+    write_note(client)
+    client.edit_note(note, summary="补充：企业已获得贷款。")
+    in_flight: list[int] = []
+    seen: list[list[int]] = []  # at each push's arrival, the pushes still unanswered
+
+    def arrive(body):
+        seen.append(list(in_flight))
+        in_flight.append(body["changes"][0]["seq"])
+        if body["changes"][0]["seq"] == 1:
+            time.sleep(0.3)  # time enough for a batch sent behind it to arrive
+
+    app.before_push = arrive
+    app.after_push = lambda body: in_flight.remove(body["changes"][0]["seq"])
+    assert client.sync(batch_size=2).done
+    assert seen == [[], []]  # the edit's batch (seq 3) went out alone
+    assert [c["kind"] for c in app.applied] == ["visit.create", "visit.create", "visit.update"]
 
 
 def test_a_transient_failure_leaves_the_notes_queued(client, fake):
@@ -208,7 +248,8 @@ def test_stop_after_n_batches_then_go_on(client, fake):
     assert report.lanes[0].steps == 2 and report.pending_changes == 30
     stop = threading.Event()
     stopped = client.sync(batch_size=10, stop=stop, progress=lambda p: stop.set())
-    assert stopped.pending_changes == 20
+    # No batch goes out after the stop; those already out (PIPELINE at most) are answered.
+    assert stopped.pending_changes == 30 - 10 * PIPELINE
     assert client.sync(batch_size=10).done
     assert [c["seq"] for c in app.applied] == list(range(1, 51))
 
