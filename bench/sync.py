@@ -9,12 +9,14 @@ Every scenario runs on a fresh copy of a small directory database (bench/dataset
 any timing with Client.add_note in each device's own store; the stores are cached under
 bench/results/ and copied for each scenario.
 
-- ceiling: the notes validated with VisitNoteSchema, screened (visits.NewNotes) and stored with
-  visits.insert_notes, the server's fastest way to store them and the one a push takes, one commit
-  per batch of 200 (the client's batch size), in this process, no HTTP;
+- ceiling: the notes validated with VisitNoteSchema, their rows built (visits.note_rows), screened
+  (visits.NewNotes) and stored with visits.insert_notes, the server's fastest way to store them
+  and the one a push takes, one commit per batch of 200 (the client's batch size), in this
+  process, no HTTP;
 - naive: one POST /api/v1/visits per note (requests.Session), from 1 and from D processes;
 - batch: Client.sync_until_done() from 1 device holding N notes and from D devices holding N/D
-  each, one process per device, all released at once;
+  each, one process per device, all released at once (each device keeps its two batches in
+  flight, client_sync.engine.PIPELINE);
 - backlog: one device syncing a backlog of 50,000 notes, for the client's peak memory;
 - pull: POST /api/v1/sync/pull limit=100 from 100 changes behind the head, with 10,000 and
   with 1,000,000 rows in change_log.
