@@ -53,8 +53,13 @@ def add_entries(session: Session, rows: list[dict[str, Any]]) -> None:
     if conn.dialect.name != "sqlite":
         conn.execute(insert(SearchEntry), rows)  # the tsvector is a generated column
         return
-    ids = conn.execute(insert(SearchEntry).returning(SearchEntry.id, sort_by_parameter_order=True), rows).scalars()
-    conn.exec_driver_sql(_FTS_INSERT, [(i, row["tokens"]) for i, row in zip(ids, rows, strict=True)])
+    # Ids given here, so that both INSERTs run as prepared statements (a RETURNING of many rows
+    # is a new multi-row statement for SQLite to parse each time). Safe: a writer's transaction
+    # holds SQLite's one write lock from its BEGIN IMMEDIATE, so no other writer takes ids meanwhile.
+    first = (conn.scalar(select(func.max(SearchEntry.id))) or 0) + 1
+    numbered = [row | {"id": i} for i, row in enumerate(rows, start=first)]
+    conn.execute(insert(SearchEntry), numbered)
+    conn.exec_driver_sql(_FTS_INSERT, [(row["id"], row["tokens"]) for row in numbered])
 
 
 @event.listens_for(SearchEntry, "after_insert")
