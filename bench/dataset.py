@@ -330,7 +330,8 @@ def load(
             writer.flush()
             if search and conn.dialect.name == "sqlite":
                 # The services index what they insert (search.add_entries); a bulk load indexes it all at once.
-                conn.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('rebuild')")
+                for table in ("search_fts_visit", "search_fts_problem"):
+                    conn.exec_driver_sql(f"INSERT INTO {table}({table}) VALUES ('rebuild')")
             if change_log:
                 conn.execute(update(SyncCounter).where(SyncCounter.id == 1).values(value=number))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

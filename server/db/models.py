@@ -413,9 +413,10 @@ class SyncConflict(Base):
 class SearchEntry(Base):
     """Bigram tokens of one visit or problem (see server/domain/search.py).
 
-    SQLite indexes `tokens` with an FTS5 table (external content), which server/services/search.py
-    tells of new entries and triggers of changed or deleted ones; PostgreSQL with a generated
-    tsvector column and GIN indexes. The migrations create both.
+    SQLite indexes `tokens` with one FTS5 table per kind (external content: a view of the kind's
+    entries), which server/services/search.py tells of new entries and triggers of changed or
+    deleted ones; PostgreSQL with a generated tsvector column and a GIN index per kind. The
+    migrations create both.
     """
 
     __tablename__ = "search_entries"

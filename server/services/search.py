@@ -41,10 +41,21 @@ def entry(kind: str, record_id: uuid.UUID, *texts: str | None) -> dict[str, Any]
     return {"kind": kind, "record_id": record_id, "tokens": index_tokens(*texts)}
 
 
-# SQLite's FTS5 table (external content: search_entries) hears of new entries from the app, not
-# from a trigger, which made indexing cost twice as much (migration 0008). UPDATE and DELETE still
-# go through triggers, which hand FTS5 the old tokens.
-_FTS_INSERT = "INSERT INTO search_fts(rowid, tokens) VALUES (?, ?)"
+# SQLite keeps one FTS5 table per kind, search_fts_visit and search_fts_problem, each over a view of
+# search_entries of its kind (migration 0009). They hear of new entries from the app, not from a
+# trigger, which made indexing cost twice as much (migration 0008); UPDATE and DELETE still go
+# through triggers, which hand FTS5 the old tokens.
+KINDS = ("visit", "problem")
+
+
+def _fts_table(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"no search index for {kind!r}")
+    return f"search_fts_{kind}"
+
+
+def _fts_insert(kind: str) -> str:
+    return f"INSERT INTO {_fts_table(kind)}(rowid, tokens) VALUES (?, ?)"
 
 
 def add_entries(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -59,14 +70,17 @@ def add_entries(session: Session, rows: list[dict[str, Any]]) -> None:
     first = (conn.scalar(select(func.max(SearchEntry.id))) or 0) + 1
     numbered = [row | {"id": i} for i, row in enumerate(rows, start=first)]
     conn.execute(insert(SearchEntry), numbered)
-    conn.exec_driver_sql(_FTS_INSERT, [(row["id"], row["tokens"]) for row in numbered])
+    for kind in KINDS:
+        of_kind = [(row["id"], row["tokens"]) for row in numbered if row["kind"] == kind]
+        if of_kind:
+            conn.exec_driver_sql(_fts_insert(kind), of_kind)
 
 
 @event.listens_for(SearchEntry, "after_insert")
 def _index_inserted(_mapper: Mapper[SearchEntry], connection: Connection, entry: SearchEntry) -> None:
     """An entry inserted through the ORM (`index`, the demo data) is indexed as it is flushed."""
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(_FTS_INSERT, (entry.id, entry.tokens))
+        connection.exec_driver_sql(_fts_insert(entry.kind), (entry.id, entry.tokens))
 
 
 def unindex(session: Session, kind: str, record_ids: list[uuid.UUID]) -> None:
@@ -79,10 +93,10 @@ def unindex(session: Session, kind: str, record_ids: list[uuid.UUID]) -> None:
 FEW_MATCHES = 2000
 
 
-def _entry_match(session: Session, phrases: list[str]) -> ColumnElement[bool]:
-    """A clause on search_entries: the entry holds every phrase."""
+def _entry_match(session: Session, kind: str, phrases: list[str]) -> ColumnElement[bool]:
+    """A clause on search_entries of `kind`: the entry holds every phrase."""
     if session.get_bind().dialect.name == "sqlite":
-        return SearchEntry.id.in_(_fts_rowids(phrases))
+        return SearchEntry.id.in_(_fts_rowids(kind, phrases))
     tsq: Any = func.phraseto_tsquery("simple", phrases[0])
     for p in phrases[1:]:
         tsq = tsq.op("&&")(func.phraseto_tsquery("simple", p))
@@ -94,30 +108,31 @@ def _fts_query(phrases: list[str]) -> str:
     return " AND ".join(f'"{p}"' for p in phrases)
 
 
-def _fts_rowids(phrases: list[str]) -> Any:
-    rowids = text("SELECT rowid FROM search_fts WHERE search_fts MATCH :fts").bindparams(fts=_fts_query(phrases))
+def _fts_rowids(kind: str, phrases: list[str]) -> Any:
+    table = _fts_table(kind)
+    rowids = text(f"SELECT rowid FROM {table} WHERE {table} MATCH :fts").bindparams(fts=_fts_query(phrases))
     return rowids.columns(literal_column("rowid"))
 
 
 def _first_matches(session: Session, kind: str, phrases: list[str]) -> Any:
     """A subquery: the ids of up to FEW_MATCHES + 1 records of `kind` that hold every phrase."""
     if session.get_bind().dialect.name == "sqlite":
-        # Driven from the full-text index (CROSS JOIN fixes the order): without statistics SQLite
-        # would otherwise walk every entry of the kind and look each one up in the match list.
+        # Driven from the kind's full-text index (CROSS JOIN fixes the order): without statistics
+        # SQLite would otherwise walk every entry of the kind and look each one up in the matches.
+        table = _fts_table(kind)
         return (
             text(
-                "SELECT search_entries.record_id FROM search_fts CROSS JOIN search_entries "
-                "ON search_entries.id = search_fts.rowid "
-                "WHERE search_fts MATCH :fts AND search_entries.kind = :kind LIMIT :n"
+                f"SELECT search_entries.record_id FROM {table} CROSS JOIN search_entries "
+                f"ON search_entries.id = {table}.rowid WHERE {table} MATCH :fts LIMIT :n"
             )
-            .bindparams(fts=_fts_query(phrases), kind=kind, n=FEW_MATCHES + 1)
+            .bindparams(fts=_fts_query(phrases), n=FEW_MATCHES + 1)
             .columns(record_id=SearchEntry.record_id.type)
         )
     # The kind written into the SQL, not bound: only then may PostgreSQL use the partial index
     # of that kind (migration 0006) in a prepared statement's generic plan too.
     return (
         select(SearchEntry.record_id)
-        .where(SearchEntry.kind == literal(kind, literal_execute=True), _entry_match(session, phrases))
+        .where(SearchEntry.kind == literal(kind, literal_execute=True), _entry_match(session, kind, phrases))
         .limit(FEW_MATCHES + 1)
     )
 
@@ -154,7 +169,7 @@ def page(
             clauses.append(id_column.in_(first) if found else false())
         else:
             entry = select(SearchEntry.id).where(
-                SearchEntry.kind == kind, SearchEntry.record_id == id_column, _entry_match(session, phrases)
+                SearchEntry.kind == kind, SearchEntry.record_id == id_column, _entry_match(session, kind, phrases)
             )
             # OFFSET 0 keeps PostgreSQL from turning the probe into a join driven by the index,
             # which its estimate of a phrase's frequency (far too low for common words) would pick.
