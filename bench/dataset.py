@@ -56,6 +56,7 @@ from server.demo import (
 from server.domain.problems import status_for
 from server.domain.search import index_tokens
 from server.services.auth import hash_password
+from server.services.search import FTS_TABLES
 
 RESULTS = Path(__file__).parent / "results"
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -330,7 +331,7 @@ def load(
             writer.flush()
             if search and conn.dialect.name == "sqlite":
                 # The services index what they insert (search.add_entries); a bulk load indexes it all at once.
-                for table in ("search_fts_visit", "search_fts_problem"):
+                for table in FTS_TABLES.values():
                     conn.exec_driver_sql(f"INSERT INTO {table}({table}) VALUES ('rebuild')")
             if change_log:
                 conn.execute(update(SyncCounter).where(SyncCounter.id == 1).values(value=number))

@@ -162,10 +162,21 @@ def push(
         if progress:
             progress(Progress("push", min(done, total) if total else done, max(total, done), f"seq {seqs[-1]}"))
 
-    def fail(sent: _Sent, error: Exception) -> None:
-        if isinstance(error, (ApiError, TransportError)):
-            reason = error.as_reason() if isinstance(error, ApiError) else {"code": "network", "message": str(error)}
-            outbox.mark_unsent(store, sent.seqs, reason)
+    def fail(sent: _Sent, error: ApiError | TransportError) -> None:
+        reason = error.as_reason() if isinstance(error, ApiError) else {"code": "network", "message": str(error)}
+        outbox.mark_unsent(store, sent.seqs, reason)
+
+    def drain(*, quietly: bool) -> None:
+        """Wait for every request still out and record its answer, or put its changes back."""
+        while inflight:
+            later = inflight.popleft()
+            try:
+                record(later, later.answer.result())
+            except (ApiError, TransportError) as e:
+                fail(later, e)
+            except (ProtocolError, StoreError):
+                if not quietly:
+                    raise
 
     with ThreadPoolExecutor(max_workers=max(1, pipeline), thread_name_prefix="push") as pool:
         try:
@@ -190,12 +201,7 @@ def push(
                     fail(sent, error)
                     # What was sent behind it is answered first (it may have been stored: the
                     # error may have lost only the answer), then the error is dealt with.
-                    while inflight:
-                        later = inflight.popleft()
-                        try:
-                            record(later, later.answer.result())
-                        except (ApiError, TransportError) as e:
-                            fail(later, e)
+                    drain(quietly=False)
                     if isinstance(error, SequenceGap):
                         if sent.behind:
                             continue  # it overtook the batch before it: sent again, in its turn
@@ -216,14 +222,7 @@ def push(
             # Leaving on an error with requests still out: each is waited for, and its answer kept
             # where it can be (what is not stays 'sent', and goes again next time: the server
             # answers a change it already applied with the stored result).
-            while inflight:
-                later = inflight.popleft()
-                try:
-                    record(later, later.answer.result())
-                except (ApiError, TransportError) as e:
-                    fail(later, e)
-                except (ProtocolError, StoreError):
-                    pass
+            drain(quietly=True)
     return report
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from server.domain.search import _CJK, _NFKC_STABLE, index_tokens, query_plan
+from server.services.search import FTS_TABLES
 from tests.factories import visit_note
 
 TEXTS = [
@@ -148,5 +149,5 @@ def test_every_write_keeps_the_index_whole(app, client, world):
     with app.app_context():
         session = db.session()
         if session.get_bind().dialect.name == "sqlite":
-            for table in ("search_fts_visit", "search_fts_problem"):
+            for table in FTS_TABLES.values():
                 session.execute(text(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"))

@@ -49,10 +49,7 @@ def index_tokens(*texts: str | None) -> str:
     for text in texts:
         if text:
             for run in _runs(text):
-                if len(run) > 1 and run[0] > "z":  # _run_tokens, inline: a note has hundreds of runs
-                    tokens.extend(map(str.__add__, run, run[1:]))
-                else:
-                    tokens.append(run)
+                tokens.extend(_run_tokens(run))
     return " ".join(tokens)
 
 

@@ -45,21 +45,17 @@ def entry(kind: str, record_id: uuid.UUID, *texts: str | None) -> dict[str, Any]
 # search_entries of its kind (migration 0009). They hear of new entries from the app, not from a
 # trigger, which made indexing cost twice as much (migration 0008); UPDATE and DELETE still go
 # through triggers, which hand FTS5 the old tokens.
-KINDS = ("visit", "problem")
-
-
-def _fts_table(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"no search index for {kind!r}")
-    return f"search_fts_{kind}"
+FTS_TABLES = {"visit": "search_fts_visit", "problem": "search_fts_problem"}
 
 
 def _fts_insert(kind: str) -> str:
-    return f"INSERT INTO {_fts_table(kind)}(rowid, tokens) VALUES (?, ?)"
+    return f"INSERT INTO {FTS_TABLES[kind]}(rowid, tokens) VALUES (?, ?)"
 
 
 def add_entries(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert new search entries (see `entry`) with one statement, and index them."""
+    if not rows:
+        return
     conn = session.connection()
     if conn.dialect.name != "sqlite":
         conn.execute(insert(SearchEntry), rows)  # the tsvector is a generated column
@@ -70,7 +66,7 @@ def add_entries(session: Session, rows: list[dict[str, Any]]) -> None:
     first = (conn.scalar(select(func.max(SearchEntry.id))) or 0) + 1
     numbered = [row | {"id": i} for i, row in enumerate(rows, start=first)]
     conn.execute(insert(SearchEntry), numbered)
-    for kind in KINDS:
+    for kind in FTS_TABLES:
         of_kind = [(row["id"], row["tokens"]) for row in numbered if row["kind"] == kind]
         if of_kind:
             conn.exec_driver_sql(_fts_insert(kind), of_kind)
@@ -109,7 +105,7 @@ def _fts_query(phrases: list[str]) -> str:
 
 
 def _fts_rowids(kind: str, phrases: list[str]) -> Any:
-    table = _fts_table(kind)
+    table = FTS_TABLES[kind]
     rowids = text(f"SELECT rowid FROM {table} WHERE {table} MATCH :fts").bindparams(fts=_fts_query(phrases))
     return rowids.columns(literal_column("rowid"))
 
@@ -119,7 +115,7 @@ def _first_matches(session: Session, kind: str, phrases: list[str]) -> Any:
     if session.get_bind().dialect.name == "sqlite":
         # Driven from the kind's full-text index (CROSS JOIN fixes the order): without statistics
         # SQLite would otherwise walk every entry of the kind and look each one up in the matches.
-        table = _fts_table(kind)
+        table = FTS_TABLES[kind]
         return (
             text(
                 f"SELECT search_entries.record_id FROM {table} CROSS JOIN search_entries "
