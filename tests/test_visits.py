@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from server import db
@@ -155,3 +156,66 @@ def test_pages_are_stable_and_complete(client, world):
     assert set(seen) == made
     times = [client.get(f"/api/v1/visits/{i}", headers=h).json["visited_at"] for i in seen]
     assert times == sorted(times, reverse=True)
+
+
+def test_a_note_stored_by_another_request_after_the_screening_is_answered_as_before(app, client, world, monkeypatch):
+    """A POST screens its note (ids free, target active) before it takes the write lock. Should
+    another request store one of its ids in between, the INSERT fails, nothing of it is kept, and
+    the note is taken again under the lock: a retry is answered 200, another note 409."""
+    from server.services import visits
+
+    note = visit_note(world)
+    first = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    screen, blinded = visits.NewNotes.__init__, []
+
+    def blind_first_screen(self, session, notes):
+        screen(self, session, notes)
+        if not blinded:
+            self._taken = set()  # as if the other request stored the note just after this screening
+        blinded.append(self)
+
+    monkeypatch.setattr(visits.NewNotes, "__init__", blind_first_screen)
+    again = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    assert len(blinded) == 2  # the screening, then create_visit's under the lock
+    assert (first.status_code, again.status_code) == (201, 200) and again.json == first.json
+    blinded.clear()
+    other = visit_note(world)
+    other["problems"][0]["id"] = note["problems"][0]["id"]
+    r = client.post("/api/v1/visits", json=other, headers=world.headers("cadre"))
+    assert (r.status_code, r.json["code"]) == (409, "id_taken")
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(Visit)) == 1
+        created = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "create")
+        assert db.session().scalar(created) == 1
+
+
+def test_a_post_holds_the_sqlite_write_lock_only_to_store_the_note(app, client, world, db_kind):
+    """The screening before and the answer after run in read transactions (BEGIN DEFERRED): the
+    write lock (BEGIN IMMEDIATE) is taken for the INSERTs and the commit alone."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's write lock")
+    from sqlalchemy import event
+
+    note, statements = visit_note(world), []
+    with app.app_context():
+        engine = db.engine()
+
+    def trace(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()))
+
+    client.get("/api/v1/visits", headers=world.headers("cadre"))  # the token's first use is noted
+    event.listen(engine, "before_cursor_execute", trace)
+    try:
+        r = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    finally:
+        event.remove(engine, "before_cursor_execute", trace)
+    assert r.status_code == 201
+    begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
+    locked = [i for i in begins if statements[i] == "BEGIN IMMEDIATE"]
+    assert len(locked) == 1, statements
+    inside = statements[locked[0] : next((i for i in begins if i > locked[0]), len(statements))]
+    assert not [s for s in inside if s.startswith("SELECT") and "FROM visits" in s], inside  # no screening
+    assert any(s.startswith("INSERT INTO visits") for s in inside)
+    before = statements[begins[begins.index(locked[0]) - 1] : locked[0]]
+    assert statements[begins[begins.index(locked[0]) - 1]] == "BEGIN DEFERRED" and any("visits" in s for s in before)
+    assert statements[begins[-1]] == "BEGIN DEFERRED" and begins[-1] > locked[0]  # the answer

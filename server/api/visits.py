@@ -47,9 +47,10 @@ class Visits(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Record a visit note with its problems. Idempotent on the client-generated id."""
         session = db.session()
-        visit, created = visits.create_visit(session, current_actor(), data)
+        visit_id, created = visits.post_visit(session, current_actor(), data)
         session.commit()
-        return visit, 201 if created else 200
+        db.read_next(session)  # the answer is read without the write lock
+        return visits.get_note(session, visit_id), 201 if created else 200
 
 
 @blp.route("/<uuid:visit_id>")

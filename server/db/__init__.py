@@ -90,6 +90,16 @@ def _close_session(_exc: BaseException | None) -> None:
         s.close()
 
 
+def read_next(session: Session) -> None:
+    """Begin `session`'s next transaction as a reader. A writer session's transactions otherwise
+    begin with SQLite's write lock (BEGIN IMMEDIATE); what only reads (screening a note before it
+    is stored, loading the answer after the commit) then leaves the lock to the other workers.
+    No effect on PostgreSQL, where reading never locks out writers."""
+    if session.in_transaction():
+        raise RuntimeError("read_next() needs a session between transactions")
+    session.connection(execution_options={"sqlite_begin": "DEFERRED"})
+
+
 @contextlib.contextmanager
 def read_session(app: Flask | None = None) -> Iterator[Session]:
     """A read-only transaction of its own (one snapshot on SQLite; never takes the write lock)."""

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Text, insert, or_, select
+from sqlalchemy import Select, Text, insert, literal_column, or_, select, union_all
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from schemas.enums import ProblemStatus, Role
+from server.db import read_next
 from server.db.models import (
     AuditEntry,
     Base,
@@ -87,6 +89,41 @@ def _same_note(visit: Visit, data: dict[str, Any]) -> bool:
     return mine == theirs and same_problems and same_attachments
 
 
+def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uuid.UUID, bool]:
+    """A visit note POSTed on its own: its id, and whether it was stored now (not a retry).
+
+    The note is built and screened (ids free, target active, campaign known) in a read
+    transaction, so that on SQLite the write lock is held only for its INSERTs and the commit,
+    not for the screening's queries. Should another request take one of its ids in between, the
+    INSERT fails, nothing is kept, and `create_visit` takes it again under the lock: it answers
+    for a retry (the same note) or a conflict as before. `session` must be between transactions;
+    the caller commits.
+    """
+    actor.require(*WRITERS)
+    data = {**data, "id": data.get("id") or uuid.uuid4()}
+    rows = note_rows(actor, data)
+    read_next(session)
+    admitted = NewNotes(session, [data]).admit(data)
+    session.rollback()  # ends the read transaction; it wrote nothing
+    if admitted:
+        try:
+            insert_notes(session, actor, [rows])
+            return data["id"], True
+        except IntegrityError:
+            session.rollback()
+    visit, created = create_visit(session, actor, data)
+    return visit.id, created
+
+
+def get_note(session: Session, visit_id: uuid.UUID) -> Visit:
+    """A visit with everything its answer shows (VisitSchema) loaded (404 if it was withdrawn
+    since: a POST reads its answer after its commit)."""
+    visit = session.scalars(select(Visit).where(Visit.id == visit_id).options(*NOTE_LOADS)).one_or_none()
+    if visit is None:
+        raise not_found("Visit")
+    return visit
+
+
 def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[Visit, bool]:
     """Record a visit note with its problems. Returns (visit, created).
 
@@ -112,7 +149,7 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
                 raise ApiError(409, f"A {model.__name__} with this id exists.", code="id_taken")
         # Left: ids repeated within the note itself, which the INSERT refuses (IntegrityError, 409).
     insert_notes(session, actor, [rows])
-    return session.scalars(select(Visit).where(Visit.id == data["id"]).options(*NOTE_LOADS)).one(), True
+    return get_note(session, data["id"]), True
 
 
 # Everything a visit's answer shows (VisitSchema), loaded with the visit.
@@ -129,15 +166,17 @@ class NewNotes:
     """
 
     def __init__(self, session: Session, notes: list[Mapping[str, Any]]) -> None:
-        self._taken: set[uuid.UUID] = set()
-        for model, wanted in (
-            (Visit, {n["id"] for n in notes}),
-            (Problem, {p.get("id") for n in notes for p in n["problems"]}),
-            (VisitAttachment, {a["id"] for n in notes for a in n.get("attachments", [])}),
-        ):
-            self._taken |= _existing(session, model.id, wanted - {None})
-        self._targets = _existing(session, Target.id, {n["target_id"] for n in notes}, Target.active)
-        self._campaigns = _existing(session, Campaign.id, {n["campaign_id"] for n in notes})
+        visits, problems, attachments, self._targets, self._campaigns = _existing(
+            session,
+            [
+                (Visit.id, {n["id"] for n in notes}),
+                (Problem.id, {p.get("id") for n in notes for p in n["problems"]} - {None}),
+                (VisitAttachment.id, {a["id"] for n in notes for a in n.get("attachments", [])}),
+                (Target.id, {n["target_id"] for n in notes}, Target.active),
+                (Campaign.id, {n["campaign_id"] for n in notes}),
+            ],
+        )
+        self._taken: set[uuid.UUID] = visits | problems | attachments
 
     def admit(self, data: Mapping[str, Any]) -> bool:
         """Whether the note may be stored in bulk; if so, its ids count as taken from now on."""
@@ -160,12 +199,28 @@ class NewNotes:
 IN_CHUNK = 5000
 
 
-def _existing(session: Session, column: Any, ids: set[Any], *where: Any) -> set[Any]:
-    """Which of `ids` are in `column` (rows meeting `where`), asked IN_CHUNK at a time."""
-    wanted = list(ids)
-    found: set[Any] = set()
-    for i in range(0, len(wanted), IN_CHUNK):
-        found.update(session.scalars(select(column).where(column.in_(wanted[i : i + IN_CHUNK]), *where)))
+def _existing(session: Session, asks: list[tuple[Any, ...]]) -> list[set[Any]]:
+    """For each ask (column, ids, *where): which of `ids` are in `column`, in rows meeting `where`.
+
+    One statement (a UNION ALL, each part tagged with its ask) for as many asks as IN_CHUNK ids
+    allow, so a single note is screened in one round trip, and a big batch in a few.
+    """
+    statements: list[list[Any]] = [[]]  # each a list of SELECTs, IN_CHUNK ids in all
+    room = IN_CHUNK
+    for tag, (column, ids, *where) in enumerate(asks):
+        wanted = list(ids)
+        while wanted:
+            if room == 0:
+                statements.append([])
+                room = IN_CHUNK
+            chunk, wanted = wanted[:room], wanted[room:]
+            room -= len(chunk)
+            statements[-1].append(select(literal_column(str(tag)), column).where(column.in_(chunk), *where))
+    found: list[set[Any]] = [set() for _ in asks]
+    for parts in filter(None, statements):
+        query: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+        for tag, value in session.execute(query):
+            found[tag].add(value)
     return found
 
 
