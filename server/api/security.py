@@ -43,9 +43,8 @@ def current_actor() -> Actor:
                 code="invalid_token",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        user, tok = found
-        user_id, role, department_id = user.id, user.role, user.department_id
-        token_id, device_id, last_used_at = tok.id, tok.device_id, tok.last_used_at
+        user_id, role, department_id = found.user_id, found.role, found.department_id
+        token_id, device_id, last_used_at = found.token_id, found.device_id, found.last_used_at
     g.token_id = token_id
     now = utcnow()
     if last_used_at is None or (now - last_used_at).total_seconds() > _TOUCH_SECONDS:

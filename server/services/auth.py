@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from schemas.enums import Role
@@ -95,21 +95,39 @@ def login(
     return Login(token=token, expires_at=expires_at, user=user, device=device)
 
 
-def authenticate(session: Session, token: str) -> tuple[User, AuthToken] | None:
+@dataclass(frozen=True)
+class Credential:
+    """Who a valid bearer token speaks for, and the token's own facts."""
+
+    user_id: uuid.UUID
+    role: Role
+    department_id: uuid.UUID | None
+    token_id: uuid.UUID
+    device_id: uuid.UUID
+    last_used_at: dt.datetime | None
+
+
+# Every API request runs this, so it is built once and reads plain columns, not three ORM objects.
+_CREDENTIAL = (
+    select(
+        User.id, User.role, User.department_id, AuthToken.id, AuthToken.device_id, AuthToken.last_used_at,
+        AuthToken.revoked_at, AuthToken.expires_at, User.active, Device.revoked_at,
+    )
+    .join(User, User.id == AuthToken.user_id)
+    .join(Device, Device.id == AuthToken.device_id)
+    .where(AuthToken.token_hash == bindparam("digest"))
+)  # fmt: skip
+
+
+def authenticate(session: Session, token: str) -> Credential | None:
     """The user and token behind a bearer token, if it is valid now."""
-    row = session.execute(
-        select(AuthToken, User, Device)
-        .join(User, User.id == AuthToken.user_id)
-        .join(Device, Device.id == AuthToken.device_id)
-        .where(AuthToken.token_hash == token_digest(token))
-    ).first()
+    row = session.execute(_CREDENTIAL, {"digest": token_digest(token)}).first()
     if row is None:
         return None
-    tok, user, device = row
-    now = utcnow()
-    if tok.revoked_at is not None or tok.expires_at <= now or not user.active or device.revoked_at is not None:
+    *facts, token_revoked_at, expires_at, user_active, device_revoked_at = row
+    if token_revoked_at is not None or expires_at <= utcnow() or not user_active or device_revoked_at is not None:
         return None
-    return user, tok
+    return Credential(*facts)
 
 
 def logout(session: Session, actor: Actor, token_id: uuid.UUID) -> None:
