@@ -148,6 +148,9 @@ def measures(fx: Fixtures, reps: int) -> list[Measure]:
     summary_reps = max(10, reps // 4)
     return [
         Measure("baseline", "GET /version (baseline, no database)", ["/api/v1/version"], reps=reps),
+        # What any authenticated request costs before its own work: the token's lookup, the
+        # request's session. A POST pays it too; the ceiling (GET /version) does not.
+        Measure("auth_only", "GET /auth/me (authenticated, writes nothing)", ["/api/v1/auth/me"], reps=reps),
         Measure("list_problems", "list problems: category+status+dates", filtered, LIST_TARGET_MS, reps),
         Measure("list_visits", "list visits of one cadre", [q("visits", cadre=c) for c in fx.cadres],
                 LIST_TARGET_MS, reps),
@@ -327,11 +330,14 @@ def throughput(url: str, kind: str, fx: Fixtures, *, clients: int, seconds: floa
             json.dump({"cadre_tokens": fx.cadre_tokens, "campaign_ids": fx.campaigns, "targets": fx.targets}, f)
         try:
             # A short warm-up of each, then the measured runs.
-            for mode in ("version", "post-visit"):
+            for mode in ("version", "me", "post-visit"):
                 _loadgen(server.base, mode, clients=clients, seconds=1, max_requests=200, fixtures_file=f.name)
             ceiling = _loadgen(server.base, "version", clients=clients, seconds=seconds, max_requests=max_requests,
                                fixtures_file=None)  # fmt: skip
             _say(f"  GET /version on gunicorn: {ceiling['rps']:.0f} requests/s")
+            auth = _loadgen(server.base, "me", clients=clients, seconds=seconds, max_requests=max_requests,
+                            fixtures_file=f.name)  # fmt: skip
+            _say(f"  GET /auth/me on gunicorn: {auth['rps']:.0f} requests/s")
             post = _loadgen(server.base, "post-visit", clients=clients, seconds=seconds, max_requests=max_requests,
                             fixtures_file=f.name)  # fmt: skip
             _say(f"  POST /visits on gunicorn: {post['rps']:.0f} requests/s")
@@ -340,8 +346,13 @@ def throughput(url: str, kind: str, fx: Fixtures, *, clients: int, seconds: floa
     finally:
         server.stop()
     ratio = post["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
-    return {"ceiling": ceiling, "post": post, "ratio": round(ratio, 3), "target_ratio": POST_TARGET_RATIO,
-            "pass": ratio >= POST_TARGET_RATIO}  # fmt: skip
+    # Context, not a target: how far the one authenticated request that writes nothing is from the
+    # ceiling, and a POST from it.
+    auth_ratio = auth["rps"] / ceiling["rps"] if ceiling["rps"] else 0.0
+    post_to_auth = post["rps"] / auth["rps"] if auth["rps"] else 0.0
+    return {"ceiling": ceiling, "auth": auth, "post": post, "ratio": round(ratio, 3), "target_ratio": POST_TARGET_RATIO,
+            "pass": ratio >= POST_TARGET_RATIO, "auth_ratio": round(auth_ratio, 3),
+            "post_to_auth": round(post_to_auth, 3)}  # fmt: skip
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -414,10 +425,16 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     tp = result["throughput"]
     if tp is None:
         return
-    for name, r in (("GET /version on gunicorn (ceiling)", tp["ceiling"]), ("POST /visits on gunicorn", tp["post"])):
+    for name, r in (
+        ("GET /version on gunicorn (ceiling)", tp["ceiling"]),
+        ("GET /auth/me on gunicorn (auth only)", tp["auth"]),
+        ("POST /visits on gunicorn", tp["post"]),
+    ):
         yield (f"{name:<42} {r['ok']:>5} requests in {r['seconds']:.1f} s = {r['rps']:8.1f}/s"
                f"  (latency p50 {_fmt(r['p50_ms'], '.1f')} ms, p95 {_fmt(r['p95_ms'], '.1f')} ms)")  # fmt: skip
     yield f"{'POST / ceiling':<42} {tp['ratio']:>5.2f} (target >= {tp['target_ratio']})  {verdict(tp['pass'])}"
+    yield f"{'GET /auth/me / ceiling':<42} {tp['auth_ratio']:>5.2f} (context: authentication alone)"
+    yield f"{'POST / GET /auth/me':<42} {tp['post_to_auth']:>5.2f} (context: a POST against an authenticated read)"
 
 
 def _say(message: str) -> None:

@@ -3,7 +3,10 @@
 Runs in a process of its own so that the server's workers are not slowed by the client's GIL.
 Bounded by a request count and a time limit, whichever comes first. Prints one JSON object.
 
-    python -m bench.loadgen --url http://127.0.0.1:8000 --mode version|post-visit [--fixtures FILE]
+    python -m bench.loadgen --url http://127.0.0.1:8000 --mode version|me|post-visit [--fixtures FILE]
+
+`version` is the app's trivial JSON endpoint (no auth, no database); `me` is GET /api/v1/auth/me
+with a cadre's token (authentication, nothing written); `post-visit` posts new visit notes.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ def _client(index: int, host: str, port: int, mode: str, fx: Fixtures | None, ru
                 body = visit_body(rng, fx)
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
                 method, path = "POST", "/api/v1/visits"
+            elif mode == "me":
+                body, headers, method, path = b"", {"Authorization": f"Bearer {token}"}, "GET", "/api/v1/auth/me"
             else:
                 body, headers, method, path = b"", {}, "GET", "/api/v1/version"
             started = time.perf_counter()
@@ -150,16 +155,16 @@ def drive(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--mode", choices=["version", "post-visit"], required=True)
-    parser.add_argument("--fixtures", help="JSON file with cadre_tokens, campaign_ids, targets (post-visit)")
+    parser.add_argument("--mode", choices=["version", "me", "post-visit"], required=True)
+    parser.add_argument("--fixtures", help="JSON file with cadre_tokens, campaign_ids, targets (me, post-visit)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--max-requests", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     fx = None
-    if args.mode == "post-visit":
+    if args.mode in ("me", "post-visit"):
         if not args.fixtures:
-            parser.error("--fixtures is needed for post-visit")
+            parser.error(f"--fixtures is needed for {args.mode}")
         with open(args.fixtures, encoding="utf-8") as f:
             fx = Fixtures(json.load(f))
     result = drive(

@@ -39,6 +39,7 @@ def table(results: dict[str, dict[str, Any]]) -> Iterator[str]:
         yield f"{q['label']:<42}{cells} {target:>9}  {verdicts}"
     for name, key in (
         ("GET /version on gunicorn, requests/s", "ceiling"),
+        ("GET /auth/me on gunicorn, requests/s", "auth"),
         ("POST /visits on gunicorn, requests/s", "post"),
     ):
         cells = "".join(f" {results[db]['throughput'][key]['rps']:>24.1f}" for db in dbs)
