@@ -219,3 +219,59 @@ def test_a_post_holds_the_sqlite_write_lock_only_to_store_the_note(app, client, 
     before = statements[begins[begins.index(locked[0]) - 1] : locked[0]]
     assert statements[begins[begins.index(locked[0]) - 1]] == "BEGIN DEFERRED" and any("visits" in s for s in before)
     assert statements[begins[-1]] == "BEGIN DEFERRED" and begins[-1] > locked[0]  # the answer
+
+
+def test_the_same_note_posted_at_once_by_several_requests_is_stored_once(app, world, monkeypatch):
+    """Four requests with one note, all screened before any stores it (a barrier after the
+    screening): one INSERT wins, the others fail on the key, take the careful path under the
+    lock and answer 200 with the same note. A different note with a taken id gets 409."""
+    import threading
+
+    from server.services import visits
+
+    n, screen, waited = 4, visits.NewNotes.__init__, threading.local()
+    barrier = threading.Barrier(n)
+
+    def screen_together(self, session, notes):
+        screen(self, session, notes)
+        if not getattr(waited, "done", False):  # the first screening of each request, not the careful path's
+            waited.done = True
+            barrier.wait(timeout=20)
+
+    monkeypatch.setattr(visits.NewNotes, "__init__", screen_together)
+
+    def post_all(notes):
+        answers, errors = [None] * n, []
+
+        def one(i):
+            try:
+                r = app.test_client().post("/api/v1/visits", json=notes[i], headers=world.headers("cadre"))
+                answers[i] = (r.status_code, r.json)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            finally:
+                waited.done = False
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        return answers
+
+    note = visit_note(world)
+    answers = post_all([note] * n)
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 201]
+    assert all(body == answers[0][1] for _, body in answers)
+    rivals = []
+    for _ in range(n):  # other notes, each reusing one problem id of the stored note
+        rival = visit_note(world)
+        rival["problems"][0]["id"] = note["problems"][0]["id"]
+        rivals.append(rival)
+    barrier.reset()
+    assert [(status, body["code"]) for status, body in post_all(rivals)] == [(409, "id_taken")] * n
+    with app.app_context():
+        s = db.session()
+        assert s.scalar(select(func.count()).select_from(Visit)) == 1
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "create")) == 1
