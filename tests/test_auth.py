@@ -137,3 +137,29 @@ def test_login_attempts_are_rate_limited(db_url, tmp_path):
     assert r.json["code"] == "rate_limited"
     assert int(r.headers["Retry-After"]) > 0
     app.extensions["db_engine"].dispose()
+
+
+def test_a_read_request_is_one_transaction_with_its_authentication(app, client, world):
+    """A GET reads the token in the request's own reader session; a write reads it apart first
+    (so that on SQLite the token's touch never waits on the request's own write lock)."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine()
+    headers = world.headers("cadre")
+    client.get("/api/v1/auth/me", headers=headers)  # the token's first use is noted (a write of its own)
+    begins = []
+
+    def count(_conn):
+        begins.append(1)
+
+    event.listen(engine, "begin", count)
+    try:
+        assert client.get("/api/v1/auth/me", headers=headers).status_code == 200
+        read = len(begins)
+        begins.clear()
+        assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    finally:
+        event.remove(engine, "begin", count)
+    assert read == 1
+    assert len(begins) == 2  # the token read apart, then the request's write transaction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from flask import current_app, g, request
@@ -32,9 +33,12 @@ def current_actor() -> Actor:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, headers={"WWW-Authenticate": "Bearer"})
-    # Authentication reads in a session of its own, before the request's session begins, so
-    # that the occasional touch below never waits on the request's own write lock (SQLite).
-    with current_app.extensions["db_sessionmaker"]() as s:
+    # A request that only reads authenticates in its own reader session: one transaction for
+    # the whole request. Any other reads the token in a session of its own, before the request's
+    # session begins, so that the occasional touch below never waits on the request's own write
+    # lock (SQLite).
+    maker = current_app.extensions["db_sessionmaker"]
+    with contextlib.nullcontext(db.session()) if db.request_reads() else maker() as s:
         found = authenticate(s, token.strip())
         if found is None:
             raise ApiError(

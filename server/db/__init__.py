@@ -72,14 +72,18 @@ def engine() -> Engine:
     return current_app.extensions["db_engine"]
 
 
+def request_reads() -> bool:
+    """Whether this is a request that only reads (GET, HEAD, OPTIONS): its session is a reader."""
+    return has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
+
+
 def session() -> Session:
     """The session of the current request or app context, opened on first use.
 
     Requests that may write (anything but GET/HEAD/OPTIONS) get a writer session.
     """
     if "db_session" not in g:
-        reading = has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
-        key = "db_sessionmaker" if reading else "db_writer_sessionmaker"
+        key = "db_sessionmaker" if request_reads() else "db_writer_sessionmaker"
         g.db_session = current_app.extensions[key]()
     return g.db_session
 
