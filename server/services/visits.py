@@ -21,6 +21,7 @@ from server.db.models import (
     PortfolioEntry,
     Problem,
     Target,
+    User,
     Visit,
     VisitAttachment,
 )
@@ -89,8 +90,9 @@ def _same_note(visit: Visit, data: dict[str, Any]) -> bool:
     return mine == theirs and same_problems and same_attachments
 
 
-def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uuid.UUID, bool]:
-    """A visit note POSTed on its own: its id, and whether it was stored now (not a retry).
+def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uuid.UUID, bool, Visit | None]:
+    """A visit note POSTed on its own: its id, whether it was stored now (not a retry), and its
+    answer when it can be built from the rows just written (else None: read it after the commit).
 
     The note is built and screened (ids free, target active, campaign known) in a read
     transaction, so that on SQLite the write lock is held only for its INSERTs and the commit,
@@ -104,15 +106,35 @@ def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uu
     rows = note_rows(actor, data)
     read_next(session)
     admitted = NewNotes(session, [data]).admit(data)
+    # An attachment's answer says whether its bytes are there already: that one is read back.
+    refs = _answer_refs(session, actor, data) if admitted and not rows.attachments else None
     session.rollback()  # ends the read transaction; it wrote nothing
     if admitted:
         try:
             insert_notes(session, actor, [rows])
-            return data["id"], True
         except IntegrityError:
             session.rollback()
+        else:
+            return data["id"], True, _answer(rows, *refs) if refs else None
     visit, created = create_visit(session, actor, data)
-    return visit.id, created
+    return visit.id, created, None
+
+
+def _answer_refs(session: Session, actor: Actor, data: Mapping[str, Any]) -> tuple[Target, User]:
+    """The target and cadre a new note's answer names, loaded and taken out of the session (so
+    the end of the read transaction leaves them as they are)."""
+    target, cadre = session.get_one(Target, data["target_id"]), session.get_one(User, actor.user_id)
+    session.expunge(target)
+    session.expunge(cadre)
+    return target, cadre
+
+
+def _answer(rows: NoteRows, target: Target, cadre: User) -> Visit:
+    """A new note's answer (VisitSchema) from the rows just written, without reading them back:
+    unsaved objects that no session holds, whose columns are the rows' (the rest, None)."""
+    visit = Visit(**rows.visit, target=target, cadre=cadre)
+    visit.problems = [Problem(**p, target=target) for p in rows.problems]
+    return visit
 
 
 def get_note(session: Session, visit_id: uuid.UUID) -> Visit:
