@@ -151,3 +151,22 @@ def test_every_write_keeps_the_index_whole(app, client, world):
         if session.get_bind().dialect.name == "sqlite":
             for table in FTS_TABLES.values():
                 session.execute(text(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"))
+
+
+@pytest.mark.parametrize("few", [0, 1, 2, 1000])
+def test_a_phrase_is_found_exactly_whichever_plan_its_count_picks(client, world, monkeypatch, few):
+    """The plan is chosen by a count that may overshoot (on PostgreSQL, entries holding every
+    bigram of the phrase, side by side or not); either plan returns exactly the phrase's rows."""
+    from server.services import search
+
+    monkeypatch.setattr(search, "FEW_MATCHES", few)
+    texts = [
+        "推进技术改造项目。",  # the phrase
+        "学技术、术改进、改造厂房。",  # its bigrams 技术 术改 改造, never side by side
+        "技术改造和设备更新。",  # the phrase
+        "设备更新。",
+    ]
+    note = visit_note(world, problems=[{"category": "other", "description": t} for t in texts])
+    assert client.post("/api/v1/visits", json=note, headers=world.headers("cadre")).status_code == 201
+    assert found(client, world, "技术改造") == sorted([texts[0], texts[2]])
+    assert found(client, world, "技术 改造") == sorted(texts[:3])

@@ -133,6 +133,24 @@ def _first_matches(session: Session, kind: str, phrases: list[str]) -> Any:
     )
 
 
+def _candidates(session: Session, kind: str, phrases: list[str], first: Any) -> Any:
+    """What page() counts to choose its plan: on PostgreSQL, entries holding every bigram of the
+    phrases (at most FEW_MATCHES + 1), which the GIN index answers without reading the rows, where
+    checking that a phrase's bigrams stand side by side means reading every candidate row. At
+    least as many as the matches, so a count under FEW_MATCHES still means few matches. On
+    SQLite FTS5 answers phrases from its index: the matches themselves."""
+    if session.get_bind().dialect.name == "sqlite":
+        return first.subquery()
+    every_bigram = literal_column("search_entries.tsv").op("@@")(func.plainto_tsquery("simple", " ".join(phrases)))
+    return (
+        select(literal_column("1"))
+        .select_from(SearchEntry)
+        .where(SearchEntry.kind == literal(kind, literal_execute=True), every_bigram)
+        .limit(FEW_MATCHES + 1)
+        .subquery()
+    )
+
+
 def page(
     session: Session,
     query: Select[Any],
@@ -160,7 +178,7 @@ def page(
     if phrases:
         first = _first_matches(session, kind, phrases)
         # Counted in the database: the ids themselves are only needed there.
-        found = session.scalar(select(func.count()).select_from(first.subquery())) or 0
+        found = session.scalar(select(func.count()).select_from(_candidates(session, kind, phrases, first))) or 0
         if found <= FEW_MATCHES:
             clauses.append(id_column.in_(first) if found else false())
         else:
