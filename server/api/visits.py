@@ -49,7 +49,7 @@ class Visits(MethodView):
         session = db.session()
         visit_id, created, answer = visits.post_visit(session, current_actor(), data)
         session.commit()
-        if answer is None:
+        if answer is None:  # a new note with attachments: is each file there yet?
             db.read_next(session)  # the answer is read without the write lock
             answer = visits.get_note(session, visit_id)
         return answer, 201 if created else 200

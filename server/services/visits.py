@@ -92,7 +92,8 @@ def _same_note(visit: Visit, data: dict[str, Any]) -> bool:
 
 def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uuid.UUID, bool, Visit | None]:
     """A visit note POSTed on its own: its id, whether it was stored now (not a retry), and its
-    answer when it can be built from the rows just written (else None: read it after the commit).
+    answer: built from the rows just written, or the note as `create_visit` loaded it; None for a
+    new note with attachments (read it after the commit).
 
     The note is built and screened (ids free, target active, campaign known) in a read
     transaction, so that on SQLite the write lock is held only for its INSERTs and the commit,
@@ -116,14 +117,17 @@ def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uu
             session.rollback()
         else:
             return data["id"], True, _answer(rows, *refs) if refs else None
+    # Loaded whole (problems, attachments, target, cadre) in its transaction: kept after the commit.
     visit, created = create_visit(session, actor, data)
-    return visit.id, created, None
+    return visit.id, created, visit
 
 
-def _answer_refs(session: Session, actor: Actor, data: Mapping[str, Any]) -> tuple[Target, User]:
+def _answer_refs(session: Session, actor: Actor, data: Mapping[str, Any]) -> tuple[Target, User] | None:
     """The target and cadre a new note's answer names, loaded and taken out of the session (so
-    the end of the read transaction leaves them as they are)."""
-    target, cadre = session.get_one(Target, data["target_id"]), session.get_one(User, actor.user_id)
+    the end of the read transaction leaves them as they are); None if either is gone."""
+    target, cadre = session.get(Target, data["target_id"]), session.get(User, actor.user_id)
+    if target is None or cadre is None:
+        return None
     session.expunge(target)
     session.expunge(cadre)
     return target, cadre
