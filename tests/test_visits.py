@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -194,21 +195,10 @@ def test_a_post_holds_the_sqlite_write_lock_only_to_store_the_note(app, client, 
     IMMEDIATE) is taken for the INSERTs and the commit alone."""
     if db_kind != "sqlite":
         pytest.skip("SQLite's write lock")
-    from sqlalchemy import event
-
-    note, statements = visit_note(world), []
-    with app.app_context():
-        engine = db.engine()
-
-    def trace(_conn, _cursor, statement, *_args):
-        statements.append(" ".join(statement.split()))
-
+    note = visit_note(world)
     client.get("/api/v1/visits", headers=world.headers("cadre"))  # the token's first use is noted
-    event.listen(engine, "before_cursor_execute", trace)
-    try:
+    with _statements(app) as statements:
         r = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
-    finally:
-        event.remove(engine, "before_cursor_execute", trace)
     assert r.status_code == 201
     begins = [i for i, s in enumerate(statements) if s.startswith("BEGIN")]
     locked = [i for i in begins if statements[i] == "BEGIN IMMEDIATE"]
@@ -221,6 +211,43 @@ def test_a_post_holds_the_sqlite_write_lock_only_to_store_the_note(app, client, 
     # The answer is built from the rows written or, for a note with attachments, read back after
     # the commit: never under the lock.
     assert all(statements[i] == "BEGIN DEFERRED" for i in begins if i > locked[0])
+
+
+def test_a_retry_or_a_taken_id_is_answered_without_the_sqlite_write_lock(app, client, world, db_kind):
+    """A note sent again (its first answer lost on the way) and a different note with its id are
+    answered from the screening's read transaction: no BEGIN IMMEDIATE, nothing written."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's write lock")
+    note = visit_note(world)
+    first = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    for sent, status in ((note, 200), (note | {"summary": "另一份记录"}, 409)):
+        with _statements(app) as statements:
+            r = client.post("/api/v1/visits", json=sent, headers=world.headers("cadre"))
+        assert r.status_code == status
+        assert "BEGIN IMMEDIATE" not in statements, statements
+        assert not [s for s in statements if s.split()[0] in ("INSERT", "UPDATE", "DELETE")], statements
+    assert r.json["code"] == "id_taken"
+    again = client.post("/api/v1/visits", json=note, headers=world.headers("cadre"))
+    assert again.json == first.json
+
+
+@contextlib.contextmanager
+def _statements(app):
+    """The SQL statements (BEGIN included) run on the app's engine in the block, whitespace folded."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine()
+
+    def trace(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", trace)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", trace)
 
 
 def test_the_same_note_posted_at_once_by_several_requests_is_stored_once(app, world, monkeypatch):

@@ -73,7 +73,7 @@ def _check_refs(session: Session, data: dict[str, Any]) -> None:
             raise invalid("target_id", "The target is no longer active.")
 
 
-def _same_note(visit: Visit, data: dict[str, Any]) -> bool:
+def _same_note(visit: Visit, data: Mapping[str, Any]) -> bool:
     mine = {f: getattr(visit, f) for f in VISIT_FIELDS}
     theirs = {f: data.get(f) for f in VISIT_FIELDS}
     theirs["service_categories"] = [c.value for c in data["service_categories"]]
@@ -97,10 +97,11 @@ def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uu
 
     The note is built and screened (ids free, target active, campaign known) in a read
     transaction, so that on SQLite the write lock is held only for its INSERTs and the commit,
-    not for the screening's queries. Should another request take one of its ids in between, the
-    INSERT fails, nothing is kept, and `create_visit` takes it again under the lock: it answers
-    for a retry (the same note) or a conflict as before. `session` must be between transactions;
-    the caller commits.
+    not for the screening's queries. A retry of a stored note, or another note with a taken note
+    id, is answered there too (200 or 409). Should another request take one of its ids in
+    between, the INSERT fails, nothing is kept, and `create_visit` takes it again under the lock:
+    it answers for a retry (the same note) or a conflict as before. `session` must be between
+    transactions; the caller commits.
     """
     actor.require(*WRITERS)
     data = {**data, "id": data.get("id") or uuid.uuid4()}
@@ -109,6 +110,11 @@ def post_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[uu
     admitted = NewNotes(session, [data]).admit(data)
     # An attachment's answer says whether its bytes are there already: that one is read back.
     refs = _answer_refs(session, actor, data) if admitted and not rows.attachments else None
+    if not admitted and (stored := _stored_before(session, actor, data)) is not None:
+        # A retry (the answer to the first send was lost) is answered from the read transaction,
+        # which wrote nothing: it never waits for the write lock.
+        session.commit()  # keeps what it loaded (expire_on_commit=False), unlike a rollback
+        return stored.id, False, stored
     session.rollback()  # ends the read transaction; it wrote nothing
     if admitted:
         try:
@@ -141,6 +147,17 @@ def _answer(rows: NoteRows, target: Target, cadre: User) -> Visit:
     return visit
 
 
+def _stored_before(session: Session, actor: Actor, data: Mapping[str, Any]) -> Visit | None:
+    """The note with `data`'s id, loaded whole, if this cadre stored this very note before (a
+    retry); None if no note has the id; 409 if another note has it."""
+    existing = session.scalars(select(Visit).where(Visit.id == data["id"]).options(*NOTE_LOADS)).one_or_none()
+    if existing is None:
+        return None
+    if existing.cadre_id == actor.user_id and _same_note(existing, data):
+        return existing
+    raise ApiError(409, "A different visit note with this id exists.", code="id_taken")
+
+
 def get_note(session: Session, visit_id: uuid.UUID) -> Visit:
     """A visit with everything its answer shows (VisitSchema) loaded (404 if it was withdrawn
     since: a POST reads its answer after its commit)."""
@@ -161,11 +178,9 @@ def create_visit(session: Session, actor: Actor, data: dict[str, Any]) -> tuple[
     rows = note_rows(actor, data)  # before the first statement: on SQLite, outside the write lock
     if not NewNotes(session, [data]).admit(data):
         # Not plainly new: say why, or find it is a retry.
-        existing = session.get(Visit, data["id"])
+        existing = _stored_before(session, actor, data)
         if existing is not None:
-            if existing.cadre_id == actor.user_id and _same_note(existing, data):
-                return existing, False
-            raise ApiError(409, "A different visit note with this id exists.", code="id_taken")
+            return existing, False
         _check_refs(session, data)
         for model, ids in (
             (Problem, [p["id"] for p in data["problems"] if p.get("id")]),
