@@ -477,7 +477,9 @@ def _seed_people_and_visits(session: Session, today: dt.date) -> None:
         outcomes = _outcome_list(plan, rng)
         for visit, problems in _visits_for(rng, campaign, plan, outcomes, targets, portfolio, cadres, departments):
             session.add(visit)
-            session.add(SearchEntry(kind="visit", record_id=visit.id, tokens=index_tokens(visit.summary)))
+            session.add(
+                SearchEntry(kind="visit", record_id=visit.id, tokens=index_tokens(visit.summary, visit.location_text))
+            )
             for problem in problems:
                 session.add(problem)
                 session.add(SearchEntry(kind="problem", record_id=problem.id, tokens=index_tokens(problem.description)))

@@ -79,3 +79,22 @@ def test_a_demo_database_from_before_the_referrals_gets_them_once(app):
         assert seed(session, today=TODAY + dt.timedelta(days=7)) is False
     with read_session(app) as session:
         assert session.scalar(select(func.count()).select_from(Referral)) == len(REFERRAL_PLANS)
+
+
+def test_the_demo_indexes_its_visits_as_the_app_does(app):
+    """Summary and place, as a POSTed or pushed note is indexed: search finds a demo note by
+    either."""
+    from server.db.models import SearchEntry, Visit
+    from server.domain.search import index_tokens
+
+    with session_scope(app) as session:
+        seed(session, today=TODAY)
+    with read_session(app) as session:
+        rows = session.execute(
+            select(Visit.summary, Visit.location_text, SearchEntry.tokens).join(
+                SearchEntry, (SearchEntry.record_id == Visit.id) & (SearchEntry.kind == "visit")
+            )
+        ).all()
+        assert len(rows) == session.scalar(select(func.count()).select_from(Visit)) > 0
+        assert any(location for _, location, _ in rows)
+        assert all(tokens == index_tokens(summary, location) for summary, location, tokens in rows)

@@ -108,6 +108,16 @@ def test_visit_search_and_reindex_on_edit(client, world, problems):
     assert found(client, world, "用工", "visits") == []
 
 
+def test_a_visit_is_found_by_its_place_as_by_its_summary(client, world):
+    """A visit's entry indexes its summary and its place (location_text); a lone character is
+    scanned for in both, so every kind of term finds the place."""
+    note = visit_note(world, summary="走访企业，座谈融资问题。", location_text="铜山经济开发区厂区")
+    assert client.post("/api/v1/visits", json=note, headers=world.headers("cadre")).status_code == 201
+    for q in ("开发区", "铜山", "铜", "融资 厂区", "谈 厂"):
+        assert found(client, world, q, "visits") == [note["summary"]], q
+    assert found(client, world, "铜 用工", "visits") == []
+
+
 def test_search_respects_rows_a_role_may_see(client, world, problems):
     r = client.get("/api/v1/problems", query_string={"q": "融资"}, headers=world.headers("other_cadre"))
     assert r.json["items"] == []

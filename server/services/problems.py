@@ -81,7 +81,7 @@ def list_problems(session: Session, actor: Actor, args: dict[str, Any], *, limit
     keys = [Problem.raised_at, Problem.id]
     if args.get("q"):
         return search.page(
-            session, query, kind="problem", id_column=Problem.id, text_column=Problem.description, q=args["q"],
+            session, query, kind="problem", id_column=Problem.id, text_columns=[Problem.description], q=args["q"],
             keys=keys, cursor=args.get("cursor"), limit=limit,
         )  # fmt: skip
     return paginate(session, query, keys, cursor=args.get("cursor"), limit=limit, descending=True)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
+    or_,
     select,
     text,
 )
@@ -157,13 +158,14 @@ def page(
     *,
     kind: str,
     id_column: Any,
-    text_column: Any,
+    text_columns: list[Any],
     q: str,
     keys: list[Any],
     cursor: str | None,
     limit: int,
 ) -> Page[Any]:
-    """The newest-first page of the rows of `query` whose text contains every term of `q`.
+    """The newest-first page of the rows of `query` whose texts (`text_columns`, the texts their
+    search entry indexes) contain every term of `q`.
 
     Neither database can tell how common a word is among the rows a list asks for, and the two
     cases want opposite plans, so the index is asked first (counting at most FEW_MATCHES + 1):
@@ -173,8 +175,10 @@ def page(
     Either way the cost stays near a page's worth, where one plan for both is linear in the table.
     """
     phrases, singles = query_plan(q)
-    # A lone character is not in the bigram index: scan for it (slower, but rare).
-    clauses: list[ColumnElement[bool]] = [text_column.contains(char, autoescape=True) for char in singles]
+    # A lone character is not in the bigram index: scan the indexed texts for it (slower, but rare).
+    clauses: list[ColumnElement[bool]] = [
+        or_(*(column.contains(char, autoescape=True) for column in text_columns)) for char in singles
+    ]
     if phrases:
         first = _first_matches(session, kind, phrases)
         # Counted in the database: the ids themselves are only needed there.

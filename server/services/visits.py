@@ -428,7 +428,8 @@ def list_visits(session: Session, actor: Actor, args: dict[str, Any], *, limit: 
     keys = [Visit.visited_at, Visit.id]
     if args.get("q"):
         return search.page(
-            session, query, kind="visit", id_column=Visit.id, text_column=Visit.summary, q=args["q"],
+            session, query, kind="visit", id_column=Visit.id, text_columns=[Visit.summary, Visit.location_text],
+            q=args["q"],
             keys=keys, cursor=args.get("cursor"), limit=limit,
         )  # fmt: skip
     return paginate(session, query, keys, cursor=args.get("cursor"), limit=limit, descending=True)
