@@ -163,3 +163,31 @@ def test_a_read_request_is_one_transaction_with_its_authentication(app, client, 
         event.remove(engine, "begin", count)
     assert read == 1
     assert len(begins) == 2  # the token read apart, then the request's write transaction
+
+
+def test_a_token_notes_its_use_at_most_once_a_minute(app, client, world):
+    """A request notes when its token and device were last used (the console's device list shows
+    it), but not more often than auth.TOUCH_SECONDS, so that reads stay reads."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from server.db.models import Device
+    from server.services.auth import TOUCH_SECONDS
+
+    def seen():
+        with db.read_session(app) as s:
+            token = s.scalars(select(AuthToken).where(AuthToken.device_id == world.devices["cadre"])).one()
+            return token.last_used_at, s.get(Device, world.devices["cadre"]).last_seen_at
+
+    assert client.get("/api/v1/auth/me", headers=world.headers("cadre")).status_code == 200
+    used, device_seen = seen()
+    assert used is not None and used == device_seen
+    assert client.get("/api/v1/auth/me", headers=world.headers("cadre")).status_code == 200
+    assert seen() == (used, device_seen)  # within the minute: nothing written
+    earlier = used - dt.timedelta(seconds=TOUCH_SECONDS + 1)
+    with db.session_scope(app) as s:
+        s.execute(update(AuthToken).where(AuthToken.device_id == world.devices["cadre"]).values(last_used_at=earlier))
+    assert client.get("/api/v1/auth/me", headers=world.headers("cadre")).status_code == 200
+    again, device_again = seen()
+    assert again > earlier and again == device_again >= device_seen

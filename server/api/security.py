@@ -6,17 +6,12 @@ import contextlib
 import uuid
 
 from flask import current_app, g, request
-from sqlalchemy import update
 
 from server import db
-from server.db.models import AuthToken, Device
 from server.db.types import utcnow
 from server.errors import ApiError
+from server.services import auth
 from server.services.actors import Actor
-from server.services.auth import authenticate
-
-# Touch last_used_at at most this often, so reads stay reads.
-_TOUCH_SECONDS = 60
 
 
 def request_id() -> str:
@@ -39,7 +34,7 @@ def current_actor() -> Actor:
     # lock (SQLite).
     maker = current_app.extensions["db_sessionmaker"]
     with contextlib.nullcontext(db.session()) if db.request_reads() else maker() as s:
-        found = authenticate(s, token.strip())
+        found = auth.authenticate(s, token.strip())
         if found is None:
             raise ApiError(
                 401,
@@ -47,19 +42,16 @@ def current_actor() -> Actor:
                 code="invalid_token",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        user_id, role, department_id = found.user_id, found.role, found.department_id
-        token_id, device_id, last_used_at = found.token_id, found.device_id, found.last_used_at
-    g.token_id = token_id
+    g.token_id = found.token_id
     now = utcnow()
-    if last_used_at is None or (now - last_used_at).total_seconds() > _TOUCH_SECONDS:
+    if auth.touch_due(found, now):
         with db.session_scope(current_app) as s:
-            s.execute(update(AuthToken).where(AuthToken.id == token_id).values(last_used_at=now))
-            s.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
+            auth.touch(s, found, now)
     g.actor = Actor(
-        user_id=user_id,
-        role=role,
-        department_id=department_id,
-        device_id=device_id,
+        user_id=found.user_id,
+        role=found.role,
+        department_id=found.department_id,
+        device_id=found.device_id,
         request_id=request_id(),
         remote_addr=request.remote_addr,
     )

@@ -130,6 +130,23 @@ def authenticate(session: Session, token: str) -> Credential | None:
     return Credential(*facts)
 
 
+# A token's last_used_at (and its device's last_seen_at) move at most this often, so that a
+# request that reads stays a read.
+TOUCH_SECONDS = 60
+
+
+def touch_due(credential: Credential, now: dt.datetime) -> bool:
+    """Whether a request at `now` should note that the token was used (see `touch`)."""
+    last = credential.last_used_at
+    return last is None or (now - last).total_seconds() > TOUCH_SECONDS
+
+
+def touch(session: Session, credential: Credential, now: dt.datetime) -> None:
+    """Note that the token and its device were used at `now`."""
+    session.execute(update(AuthToken).where(AuthToken.id == credential.token_id).values(last_used_at=now))
+    session.execute(update(Device).where(Device.id == credential.device_id).values(last_seen_at=now))
+
+
 def logout(session: Session, actor: Actor, token_id: uuid.UUID) -> None:
     session.execute(update(AuthToken).where(AuthToken.id == token_id).values(revoked_at=utcnow()))
     audit.record(session, actor, "logout", "device", actor.device_id)
