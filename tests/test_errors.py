@@ -158,6 +158,19 @@ def test_bad_query_parameters_are_422_not_500(client, world):
         assert_error(client.get(f"/api/v1/problems?{query}", headers=h), 422)
 
 
+def test_the_calendars_first_and_last_day_are_dates_like_any_other(client, world):
+    """from=0001-01-01 and to=9999-12-31 begin and end, in UTC, outside what a datetime holds: they
+    gave a 500 (OverflowError) on every list and report taking days (found by test_api_fuzz.py)."""
+    h = world.headers("supervisor")
+    client.post("/api/v1/visits", json=visit_note(world), headers=world.headers("cadre"))
+    for url in ("/api/v1/visits", "/api/v1/problems", "/api/v1/reports/summary"):
+        for query in ("from=0001-01-01", "to=9999-12-31", "from=0001-01-01&to=9999-12-31"):
+            r = client.get(f"{url}?{query}", headers=h)
+            assert r.status_code == 200, (url, query, r.get_data(as_text=True))
+        every_day = client.get(f"{url}?from=0001-01-01&to=9999-12-31", headers=h).json
+        assert every_day | {"from": None, "to": None} == client.get(url, headers=h).json | {"from": None, "to": None}
+
+
 @pytest.mark.parametrize("cursor", ["garbage", "W10", "eyJhIjoxfQ", "WzEsMiwzXQ", "W251bGwsbnVsbF0"])
 def test_bad_cursor_is_400(client, world, cursor):
     assert_error(client.get(f"/api/v1/problems?cursor={cursor}", headers=world.headers("supervisor")), 400)

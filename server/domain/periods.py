@@ -13,9 +13,13 @@ def day_start(day: dt.date) -> dt.datetime:
 
 
 def day_bounds(first: dt.date | None, last: dt.date | None) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """[start, end) in UTC covering the days first..last inclusive; None where open."""
-    start = day_start(first) if first else None
-    end = day_start(last + dt.timedelta(days=1)) if last else None
+    """[start, end) in UTC covering the days first..last inclusive; None where open.
+
+    The calendar's first day starts, in UTC, before year 1 and its last day ends after year 9999,
+    which no datetime holds: from 0001-01-01 or to 9999-12-31 is open on that side.
+    """
+    start = day_start(first) if first and first > dt.date.min else None
+    end = day_start(last + dt.timedelta(days=1)) if last and last < dt.date.max else None
     return start, end
 
 
