@@ -72,6 +72,15 @@ def test_wrong_method_is_405_with_allow(client, world):
     assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
+def test_wrong_method_is_405_whatever_the_body(client, world):
+    """A body that is not JSON does not make a wrong method 415 (found by test_api_fuzz.py)."""
+    h = world.headers("admin")
+    for url in ("/api/v1/visits", "/api/v1/targets/import"):
+        r = client.put(url, data=b"x", content_type="text/plain", headers=h)
+        assert_error(r, 405, "method_not_allowed")
+    assert_error(client.post("/api/v1/nothing-here", data=b"x", content_type="text/plain", headers=h), 404)
+
+
 def test_stale_version_is_409_and_changes_nothing(client, world):
     h = world.headers("admin")
     url = f"/api/v1/targets/{world.firm}"

@@ -73,6 +73,8 @@ def _require_json() -> Response | None:
     """415 for a body that is not JSON, before any view parses it."""
     if request.method not in ("POST", "PUT", "PATCH") or not request.path.startswith(API_PREFIX):
         return None
+    if request.routing_exception is not None:
+        return None  # no such URL or method: 404 or 405, whatever the body
     view = request.url_rule and request.endpoint and _view_class()
     if view is not None and getattr(view, ACCEPTS_NON_JSON, False):
         return None
