@@ -407,6 +407,15 @@ def test_unknown_cursor_is_410(phone):
     assert r.status_code == 422
 
 
+def test_conflicts_are_listed_open_or_resolved_and_nothing_else(client, world):
+    """A status the list does not know is 422, not an empty list (found by test_api_fuzz.py)."""
+    h = world.headers("cadre")
+    for status in ("open", "resolved"):
+        assert client.get(f"/api/v1/sync/conflicts?status={status}", headers=h).status_code == 200
+    r = client.get("/api/v1/sync/conflicts?status=closed", headers=h)
+    assert r.status_code == 422 and "status" in r.json["errors"], r.json
+
+
 def test_supervisors_see_devices_rejections_and_conflicts(client, phone, world):
     bad_id, bad = note_payload(world, summary="")
     phone.push(

@@ -8,7 +8,7 @@ from typing import Any
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import fields
+from marshmallow import fields, validate
 from packaging.version import InvalidVersion, Version
 
 from schemas.common import WireSchema
@@ -103,7 +103,7 @@ class Pull(MethodView):
 
 
 class ConflictArgsSchema(WireSchema):
-    status = fields.String(load_default="open", metadata={"enum": ["open", "resolved"]})
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "resolved"]))
 
 
 class RejectionArgsSchema(WireSchema):
