@@ -267,7 +267,7 @@ CASES: dict[str, Case] = {
     ),
     "attachments.get": Case(
         "GET",
-        lambda c: f"/api/v1/attachments/{getattr(c, 'photo', '<sha256>')}",
+        lambda c: f"/api/v1/attachments/{getattr(c, 'photo', '<string(length=64):sha256>')}",
         only({"cadre": 200, "supervisor": 200, "admin": 200}, denied=404),
         _photo_of_visit,
     ),

@@ -519,8 +519,16 @@ def test_download_of_a_file_no_visit_refers_to_or_not_yet_uploaded_is_404(client
     assert_error(client.get(f"/api/v1/attachments/{sha(orphan)}", headers=h), 404, "not_found")
     body = assert_error(client.get(f"/api/v1/attachments/{sha(pending)}", headers=h), 404, "attachment_pending")
     assert "not been uploaded" in body["message"]
-    for junk in ("missing", "A" * 64, "a" * 63, "..%2F..%2Fsecret_key"):
+    for junk in ("A" * 64, "a" * 63, "..%2F..%2Fsecret_key"):
         assert_error(client.get(f"/api/v1/attachments/{junk}", headers=h), 404)
+
+
+def test_attachments_missing_is_not_a_file_to_download(client, world):
+    """/attachments/missing is the POST that asks which files are missing, not the download of a file
+    named "missing": GET there is 405 and Allow names only its own methods (found by test_api_fuzz.py)."""
+    r = client.get("/api/v1/attachments/missing", headers=world.headers("cadre"))
+    assert_error(r, 405, "method_not_allowed")
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
 
 
 def test_download_reads_any_visit_that_refers_to_the_file(client, world):

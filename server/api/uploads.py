@@ -108,7 +108,7 @@ def _chunks_of(path: Path) -> Iterator[bytes]:
             yield block
 
 
-@blp.route("/attachments/<sha256>")
+@blp.route("/attachments/<string(length=64):sha256>")
 class AttachmentBytes(MethodView):
     @blp.response(
         200,
