@@ -86,6 +86,17 @@ def scrub(value: Any) -> Any:
     return value
 
 
+class Boolean(fields.Boolean):
+    """JSON's true or false and nothing else, in the bodies clients send: fields.Boolean also takes
+    1, 0, "yes", "on" and the like, which the API does not document. (Query strings, all text, keep
+    fields.Boolean; the console turns its forms' "true"/"false" into booleans before loading.)"""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class LocalDateTime(fields.AwareDateTime):
     """An ISO 8601 time with its offset; a time sent without one is read as Asia/Shanghai.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime, PageArgsSchema, WireSchema, version_field
+from schemas.common import Boolean, LocalDateTime, PageArgsSchema, WireSchema, version_field
 from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, TargetKind
 
 # The referral states, as server/domain/referrals.py's ReferralStatus names them (a test keeps them equal).
@@ -81,7 +81,7 @@ class RequestReturnSchema(WireSchema):
 
 
 class DecideReturnSchema(WireSchema):
-    approve = fields.Boolean(required=True, metadata={"description": "true: reassign; false: refuse"})
+    approve = Boolean(required=True, metadata={"description": "true: reassign; false: refuse"})
     reassign_to = fields.UUID(load_default=None, allow_none=True, metadata={"description": "The new lead department"})
     co_department_ids = fields.List(
         fields.UUID(),
@@ -105,7 +105,7 @@ class RequestExtensionSchema(WireSchema):
 
 
 class DecideExtensionSchema(WireSchema):
-    approve = fields.Boolean(required=True)
+    approve = Boolean(required=True)
     until = fields.Date(load_default=None, allow_none=True, metadata={"description": "Default: the day asked for"})
     reason = _reason()
     version = version_field()
@@ -123,7 +123,7 @@ class RespondSchema(WireSchema):
 
 
 class ReviewSchema(WireSchema):
-    accept = fields.Boolean(required=True, metadata={"description": "true: close; false: send back to be redone"})
+    accept = Boolean(required=True, metadata={"description": "true: close; false: send back to be redone"})
     reason = _reason()
     workdays = fields.Integer(
         load_default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime, PageArgsSchema, WireSchema, version_field
+from schemas.common import Boolean, LocalDateTime, PageArgsSchema, WireSchema, version_field
 from schemas.enums import ParkType, TargetKind
 
 _TEXT = {
@@ -32,7 +32,7 @@ class TargetSchema(WireSchema):
     contact_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
     contact_phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     notes = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=5000))
-    active = fields.Boolean(load_default=True)
+    active = Boolean(load_default=True)
     version = fields.Integer(dump_only=True)
     updated_at = LocalDateTime(dump_only=True)
 
@@ -62,7 +62,7 @@ class TargetUpdateSchema(WireSchema):
     contact_name = fields.String(allow_none=True, validate=validate.Length(max=80))
     contact_phone = fields.String(allow_none=True, validate=validate.Length(max=40))
     notes = fields.String(allow_none=True, validate=validate.Length(max=5000))
-    active = fields.Boolean()
+    active = Boolean()
     version = version_field()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime, WireSchema, version_field
+from schemas.common import Boolean, LocalDateTime, WireSchema, version_field
 from schemas.enums import Role
 
 _username = validate.Regexp(r"^[A-Za-z0-9_.-]{2,64}$", error="2-64 letters, digits, '_', '.' or '-'.")
@@ -19,7 +19,7 @@ class DepartmentSchema(WireSchema):
     email = fields.Email(load_default=None, allow_none=True)
     head_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
     head_email = fields.Email(load_default=None, allow_none=True)
-    active = fields.Boolean(load_default=True)
+    active = Boolean(load_default=True)
     version = fields.Integer(dump_only=True)
 
 
@@ -29,7 +29,7 @@ class DepartmentUpdateSchema(WireSchema):
     email = fields.Email(allow_none=True)
     head_name = fields.String(allow_none=True, validate=validate.Length(max=80))
     head_email = fields.Email(allow_none=True)
-    active = fields.Boolean()
+    active = Boolean()
     version = version_field()
 
 
@@ -42,7 +42,7 @@ class UserSchema(WireSchema):
     email = fields.Email(load_default=None, allow_none=True)
     phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
     title = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=80))
-    active = fields.Boolean(load_default=True)
+    active = Boolean(load_default=True)
     password = fields.String(required=True, load_only=True, validate=_password)
     version = fields.Integer(dump_only=True)
     created_at = LocalDateTime(dump_only=True)
@@ -63,7 +63,7 @@ class UserUpdateSchema(WireSchema):
     email = fields.Email(allow_none=True)
     phone = fields.String(allow_none=True, validate=validate.Length(max=40))
     title = fields.String(allow_none=True, validate=validate.Length(max=80))
-    active = fields.Boolean()
+    active = Boolean()
     password = fields.String(load_only=True, validate=_password)
     version = version_field()
 

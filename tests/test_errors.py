@@ -132,6 +132,20 @@ def test_unknown_field_is_422(client, world):
     assert "cadre_id" in body["errors"]
 
 
+def test_a_boolean_is_true_or_false_and_nothing_else(client, world):
+    """1, 0, "true" or "on" for a boolean are 422, as documented (type: boolean; found by test_api_fuzz.py)."""
+    h = world.headers("admin")
+    for n, value in enumerate([0, 1, "true", "on"]):
+        r = client.post("/api/v1/departments", json={"code": f"d{n}", "name": f"部门{n}", "active": value}, headers=h)
+        assert "active" in assert_error(r, 422, "validation_error")["errors"], value
+    r = client.post("/api/v1/calendar/overrides", json={"day": "2026-10-10", "workday": "false"}, headers=h)
+    assert "workday" in assert_error(r, 422)["errors"]
+    r = client.post("/api/v1/departments", json={"code": "d9", "name": "部门9", "active": False}, headers=h)
+    assert r.status_code == 201 and r.json["active"] is False
+    # Query strings are text: there "true" and "false" are the booleans.
+    assert client.get("/api/v1/users?active=false", headers=h).status_code == 200
+
+
 def test_reference_to_nothing_is_422(app, client, world):
     body = assert_error(
         client.post(

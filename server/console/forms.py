@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import request
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 
 from server import db
 from server.console import bp
@@ -171,6 +171,9 @@ def zh_errors(e: ApiError | ValidationError) -> dict[str, list[str]]:
     return {str(field): _messages(msgs) for field, msgs in raw.items()}
 
 
+_BOOLEANS = {"true": True, "false": False}
+
+
 def form_data(schema: Schema, lists: Iterable[str] = ()) -> dict[str, Any]:
     """The submitted fields the schema knows, stripped; blanks dropped (they mean "not given")."""
     data: dict[str, Any] = {}
@@ -184,7 +187,8 @@ def form_data(schema: Schema, lists: Iterable[str] = ()) -> dict[str, Any]:
             continue
         value = request.form.get(name, "").strip()
         if value:
-            data[name] = value
+            # A form's "true"/"false" (radios, hidden inputs) as the booleans the schemas take.
+            data[name] = _BOOLEANS.get(value, value) if isinstance(schema.fields[name], fields.Boolean) else value
     return data
 
 
