@@ -141,7 +141,12 @@ class ErrorSchema(WireSchema):
 
 class PageArgsSchema(WireSchema):
     cursor = fields.String(load_default=None, metadata={"description": "Opaque cursor from `next_cursor`"})
-    limit = fields.Integer(load_default=None, metadata={"description": "Page size (default 50, at most 500)"})
+    limit = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1),
+        # The most PAGE_SIZE_MAX allows by default; the server checks the configured one.
+        metadata={"description": "Page size (default 50, at most 500)", "maximum": 500},
+    )
 
 
 def page_of(item: type[Schema], name: str) -> type[Schema]:

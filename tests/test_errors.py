@@ -245,3 +245,23 @@ def test_error_body_is_documented_in_openapi(client):
     schema = spec["components"]["schemas"]["Error"]
     assert {"status", "code", "message", "errors", "details"} <= set(schema["properties"])
     assert "DEFAULT_ERROR" in spec["components"]["responses"]
+
+
+def test_every_operation_lists_the_errors_of_what_it_is(client):
+    """401 with a token, 404 with a record in the URL, 400 with a JSON body, 413/415 for a write that
+    takes JSON or nothing (server.api.CommonAnswers; found missing by test_api_fuzz.py)."""
+    spec = client.get("/api/openapi.json").json
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            listed = set(operation["responses"])
+            if operation.get("security") != []:
+                assert "401" in listed, (method, path)
+            if "{" in path:
+                assert "404" in listed, (method, path)
+            takes = set(operation.get("requestBody", {}).get("content", {}))
+            if "application/json" in takes:
+                assert "400" in listed, (method, path)
+            if method in ("post", "put", "patch") and takes <= {"application/json"}:
+                assert {"413", "415"} <= listed, (method, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, Response, request
 from flask_smorest import Api as SmorestApi
 from werkzeug.exceptions import HTTPException
@@ -19,6 +20,43 @@ ACCEPTS_NON_JSON = "accepts_non_json"
 PUBLIC = "public"
 
 
+def _error(description: str) -> dict[str, Any]:
+    """A documented error answer: the one error body (ErrorSchema)."""
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+class CommonAnswers(BasePlugin):
+    """Lists on each operation the errors that come from what it is, not from what it does:
+
+    401 for every operation that needs a token, 404 for every URL naming a record (none, or not
+    one you may read), 413 and 415 for every POST, PUT and PATCH that takes JSON or nothing (too
+    large; another content type, see _require_json), 400 for a JSON body that is not JSON and for
+    a list's cursor the server did not give. An operation's own errors (403, 409, ...) are listed
+    by its view; `default` describes the error body of any other.
+    """
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            responses = operation.setdefault("responses", {})
+
+            def add(status: int, description: str, responses: dict = responses) -> None:
+                responses.setdefault(str(status), _error(description))
+
+            if operation.get("security") != []:
+                add(401, "No token, or one that is invalid, expired or revoked")
+            if path and "{" in path:
+                add(404, "No such record, or none you may read")
+            takes = set(operation.get("requestBody", {}).get("content", {}))
+            if "application/json" in takes:
+                add(400, "The body is not valid JSON")
+            if method in ("post", "put", "patch") and takes <= {"application/json"}:
+                add(413, "The body is larger than MAX_CONTENT_LENGTH")
+                add(415, "The body is not application/json")
+            if any(p.get("in") == "query" and p.get("name") == "cursor" for p in operation.get("parameters", [])):
+                add(400, "invalid_cursor: a cursor the server did not give")
+
+
 class Api(SmorestApi):
     """flask-smorest's Api, writing the OpenAPI document when it is first read rather than at start-up.
 
@@ -32,6 +70,7 @@ class Api(SmorestApi):
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
         self._undocumented: list[tuple[Any, str, Any]] = []
         self._documenting = False
+        kwargs.setdefault("spec_kwargs", {}).setdefault("extra_plugins", [CommonAnswers()])
         super().__init__(app, **kwargs)
 
     @property

@@ -34,6 +34,7 @@ class Departments(MethodView):
 
     @blp.arguments(DepartmentSchema)
     @blp.response(201, DepartmentSchema)
+    @blp.alt_response(409, description="integrity_conflict: the code is taken")
     def post(self, data: dict[str, Any]) -> Any:
         """Add a department (admins)."""
         session = db.session()
@@ -51,6 +52,7 @@ class DepartmentById(MethodView):
 
     @blp.arguments(DepartmentUpdateSchema)
     @blp.response(200, DepartmentSchema)
+    @blp.alt_response(409, description="version_conflict, or integrity_conflict: the code is taken")
     def patch(self, data: dict[str, Any], department_id: uuid.UUID) -> Any:
         """Change a department (admins); send the version you read."""
         session = db.session()
@@ -69,6 +71,7 @@ class Users(MethodView):
 
     @blp.arguments(UserSchema)
     @blp.response(201, UserSchema)
+    @blp.alt_response(409, description="integrity_conflict: the username is taken")
     def post(self, data: dict[str, Any]) -> Any:
         """Create a user (admins)."""
         session = db.session()
@@ -86,6 +89,7 @@ class UserById(MethodView):
 
     @blp.arguments(UserUpdateSchema)
     @blp.response(200, UserSchema)
+    @blp.alt_response(409, description="version_conflict, or integrity_conflict: the username is taken")
     def patch(self, data: dict[str, Any], user_id: uuid.UUID) -> Any:
         """Change a user: role, department, password, active (admins)."""
         session = db.session()
@@ -104,6 +108,7 @@ class Campaigns(MethodView):
 
     @blp.arguments(CampaignSchema)
     @blp.response(201, CampaignSchema)
+    @blp.alt_response(409, description="integrity_conflict: the code is taken")
     def post(self, data: dict[str, Any]) -> Any:
         """Start a campaign (supervisors, admins)."""
         session = db.session()
@@ -121,6 +126,7 @@ class CampaignById(MethodView):
 
     @blp.arguments(CampaignUpdateSchema)
     @blp.response(200, CampaignSchema)
+    @blp.alt_response(409, description="version_conflict, or integrity_conflict: the code is taken")
     def patch(self, data: dict[str, Any], campaign_id: uuid.UUID) -> Any:
         session = db.session()
         campaign = directory.update_campaign(session, current_actor(), campaign_id, data)

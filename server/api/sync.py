@@ -33,8 +33,20 @@ blp = Blueprint("sync", __name__, description="Offline sync: push the outbox, pu
 
 CLIENT_HEADERS = {
     "parameters": [
-        {"in": "header", "name": "X-Client-Protocol", "required": True, "schema": {"type": "integer"}},
-        {"in": "header", "name": "X-Client-Version", "required": True, "schema": {"type": "string"}},
+        {
+            "in": "header",
+            "name": "X-Client-Protocol",
+            "required": True,
+            "description": "The sync protocol the app speaks; another than the server's is 426",
+            "schema": {"type": "integer", "enum": [PROTOCOL_VERSION]},
+        },
+        {
+            "in": "header",
+            "name": "X-Client-Version",
+            "required": True,
+            "description": "The app's version, e.g. 1.4.2; below MIN_CLIENT_VERSION a pull is 426",
+            "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)*$"},
+        },
     ]
 }
 

@@ -46,6 +46,7 @@ class Targets(MethodView):
 
     @blp.arguments(TargetSchema)
     @blp.response(201, TargetSchema)
+    @blp.alt_response(409, description="integrity_conflict: the id or code is taken")
     def post(self, data: dict[str, Any]) -> Any:
         """Add a target (admins)."""
         session = db.session()
@@ -73,11 +74,17 @@ class TargetExport(MethodView):
 @blp.route("/targets/import")
 class TargetImport(MethodView):
     @blp.response(200, TargetImportResultSchema)
+    @blp.alt_response(415, description="unsupported_file_type: not a .csv or .xlsx file")
+    @blp.alt_response(422, description="No file, an unreadable one (unreadable_file), or invalid rows")
     @blp.doc(
         requestBody={
             "content": {
                 "multipart/form-data": {
-                    "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
                 }
             }
         }
@@ -106,6 +113,7 @@ class TargetById(MethodView):
 
     @blp.arguments(TargetUpdateSchema)
     @blp.response(200, TargetSchema)
+    @blp.alt_response(409, description="version_conflict, or integrity_conflict: the code is taken")
     def patch(self, data: dict[str, Any], target_id: uuid.UUID) -> Any:
         """Change a target (admins); send the version you read."""
         session = db.session()
@@ -114,6 +122,7 @@ class TargetById(MethodView):
         return target
 
     @blp.response(204)
+    @blp.alt_response(409, description="target_in_use: it has visits, or targets sit in this park")
     def delete(self, target_id: uuid.UUID) -> Response:
         """Delete a target nobody has visited (admins); deactivate visited ones instead."""
         session = db.session()

@@ -251,6 +251,7 @@ class Uploads(MethodView):
         }
         | TUS_RESPONSE,
     )
+    @blp.alt_response(400, description="missing_header, invalid_header: Upload-Length or Upload-Metadata malformed")
     @blp.alt_response(412, description="Tus-Resumable missing or not 1.0.0")
     @blp.alt_response(413, description="file_too_large: Upload-Length above ATTACHMENT_MAX_BYTES")
     @blp.alt_response(415, description="unsupported_file_type: filetype not in ATTACHMENT_TYPES")
@@ -294,6 +295,7 @@ class UploadById(MethodView):
         }
         | TUS_RESPONSE,
     )
+    @blp.alt_response(412, description="Tus-Resumable missing or not 1.0.0")
     def head(self, upload_id: str) -> Response:
         """How many bytes of your upload the server holds (after a dropped connection, resume there)."""
         actor = current_actor()
@@ -325,6 +327,8 @@ class UploadById(MethodView):
         description="Written (and fsynced). When the last byte arrives the file is checked against its sha256.",
         headers={"Upload-Offset": {"description": "The new offset", "schema": {"type": "integer"}}} | TUS_RESPONSE,
     )
+    @blp.alt_response(400, description="invalid_header: Upload-Offset or Upload-Checksum is malformed")
+    @blp.alt_response(412, description="Tus-Resumable missing or not 1.0.0")
     @blp.alt_response(409, description="offset_mismatch: Upload-Offset is not the upload's offset (details.offset)")
     @blp.alt_response(410, description="upload_lost: the server lost the partial file; create a new upload")
     @blp.alt_response(413, description="upload_length_exceeded, or payload_too_large above MAX_CONTENT_LENGTH")
@@ -358,6 +362,7 @@ class UploadById(MethodView):
 
     @blp.doc(parameters=[TUS_RESUMABLE])
     @blp.response(204, description="The upload and its bytes are gone", headers=TUS_RESPONSE)
+    @blp.alt_response(412, description="Tus-Resumable missing or not 1.0.0")
     def delete(self, upload_id: str) -> Response:
         """Abandon your upload (tus termination); a stored file stays."""
         actor = current_actor()

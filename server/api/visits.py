@@ -84,6 +84,7 @@ class VisitById(MethodView):
 class VisitProblems(MethodView):
     @blp.arguments(ProblemNoteSchema)
     @blp.response(201, ProblemSchema)
+    @blp.alt_response(409, description="id_taken: a problem with this id exists")
     def post(self, data: dict[str, Any], visit_id: uuid.UUID) -> Any:
         """Add a problem to your own visit note."""
         session = db.session()
