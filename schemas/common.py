@@ -42,9 +42,18 @@ def _unstorable_paths(value: Any, path: str = "") -> list[str]:
     return []
 
 
+class Integer(fields.Integer):
+    """A JSON integer and nothing else, in the bodies clients send: fields.Integer also takes "5",
+    5.0 and true, which the API does not document. (Query strings, all text, keep fields.Integer;
+    the console turns its forms' digits into integers before loading.)"""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+
 def version_field() -> fields.Integer:
     """The version an edit is based on: the server answers 409 if the record changed since."""
-    return fields.Integer(
+    return Integer(
         required=True,
         validate=validate.Range(1, INT32_MAX),
         metadata={"description": "The version you read (409 if the record changed since)"},

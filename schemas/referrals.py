@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import Boolean, LocalDateTime, PageArgsSchema, WireSchema, version_field
+from schemas.common import Boolean, Integer, LocalDateTime, PageArgsSchema, WireSchema, version_field
 from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, TargetKind
 
 # The referral states, as server/domain/referrals.py's ReferralStatus names them (a test keeps them equal).
@@ -59,7 +59,7 @@ class ReferralIssueSchema(WireSchema):
         metadata={"description": "协办: departments that read the referral; the lead answers for them"},
     )
     requirements = fields.String(required=True, validate=validate.Length(min=1, max=REQUIREMENTS_MAX))
-    workdays = fields.Integer(
+    workdays = Integer(
         required=True,
         validate=validate.Range(1, WORKDAYS_MAX),
         metadata={"description": "Deadline: the end of this many working days after the day of issue"},
@@ -125,7 +125,7 @@ class RespondSchema(WireSchema):
 class ReviewSchema(WireSchema):
     accept = Boolean(required=True, metadata={"description": "true: close; false: send back to be redone"})
     reason = _reason()
-    workdays = fields.Integer(
+    workdays = Integer(
         load_default=None,
         allow_none=True,
         validate=validate.Range(1, WORKDAYS_MAX),

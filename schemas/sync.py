@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import INT32_MAX, LocalDateTime, WireSchema
+from schemas.common import INT32_MAX, Integer, LocalDateTime, WireSchema
 from schemas.enums import ProblemCategory
 from schemas.visits import DESCRIPTION_MAX, SHA256, AttachmentRefSchema, ProblemNoteSchema, VisitUpdateSchema
 
@@ -56,10 +56,10 @@ class ChangeSchema(WireSchema):
     # rejects that change alone, not the whole batch.
     text_checked_elsewhere = ("payload",)
 
-    seq = fields.Integer(required=True, validate=validate.Range(1, 2**62))
+    seq = Integer(required=True, validate=validate.Range(1, 2**62))
     kind = fields.String(required=True, validate=validate.OneOf(CHANGE_KINDS))
     record_id = fields.UUID(required=True)
-    base_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, INT32_MAX))
+    base_version = Integer(load_default=None, allow_none=True, validate=validate.Range(1, INT32_MAX))
     payload = fields.Dict(load_default=dict, metadata={"description": "The kind's schema (docs/sync-protocol.md)"})
     created_at = LocalDateTime(load_default=None, allow_none=True, metadata={"description": "Device clock, for people"})
 
@@ -72,7 +72,7 @@ class ChangeSchema(WireSchema):
 class PushSchema(WireSchema):
     text_checked_elsewhere = ("changes",)  # each change checks its own (ChangeSchema)
     device_id = fields.UUID(required=True)
-    queue_depth = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 10**9))
+    queue_depth = Integer(load_default=None, allow_none=True, validate=validate.Range(0, 10**9))
     changes = fields.List(fields.Nested(ChangeSchema), required=True, validate=validate.Length(max=BATCH_MAX))
 
     @validates_schema

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from schemas.common import LocalDateTime, PageArgsSchema, WireSchema, version_field
+from schemas.common import Integer, LocalDateTime, PageArgsSchema, WireSchema, version_field
 from schemas.enums import ProblemCategory, ProblemOutcome, ProblemStatus, ServiceCategory, TargetKind
 
 SUMMARY_MAX = 20_000
@@ -22,7 +22,7 @@ class AttachmentRefSchema(WireSchema):
     sha256 = fields.String(required=True, validate=SHA256)
     filename = fields.String(required=True, validate=validate.Length(min=1, max=200))
     content_type = fields.String(required=True, validate=validate.Length(min=3, max=100))
-    size = fields.Integer(required=True, validate=validate.Range(0, 2**40))
+    size = Integer(required=True, validate=validate.Range(0, 2**40))
     caption = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
 
 

@@ -146,6 +146,20 @@ def test_a_boolean_is_true_or_false_and_nothing_else(client, world):
     assert client.get("/api/v1/users?active=false", headers=h).status_code == 200
 
 
+def test_an_integer_is_a_json_integer_and_nothing_else(client, world):
+    """"2", 2.0 or true for an integer are 422, as documented (type: integer), and change nothing;
+    query strings are text, where "20" is the number."""
+    h = world.headers("cadre")
+    visit = client.post("/api/v1/visits", json=visit_note(world), headers=h).json
+    for value in ["1", 1.0, True]:
+        r = client.patch(f"/api/v1/visits/{visit['id']}", json={"summary": "改写", "version": value}, headers=h)
+        assert "version" in assert_error(r, 422, "validation_error")["errors"], value
+    assert client.get(f"/api/v1/visits/{visit['id']}", headers=h).json["summary"] == visit["summary"]
+    r = client.patch(f"/api/v1/visits/{visit['id']}", json={"summary": "改写", "version": 1}, headers=h)
+    assert r.status_code == 200 and r.json["version"] == 2
+    assert client.get("/api/v1/visits?limit=20", headers=h).status_code == 200
+
+
 def test_reference_to_nothing_is_422(app, client, world):
     body = assert_error(
         client.post(

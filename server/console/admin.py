@@ -12,6 +12,7 @@ from schemas.enums import Role
 from schemas.users import UserSchema, UserUpdateSchema
 from server import db
 from server.console import actor, bp, login_required
+from server.console.forms import json_value
 from server.errors import ApiError
 from server.services import auth, directory, sync, target_io
 
@@ -76,7 +77,7 @@ def edit_user(user_id: uuid.UUID) -> Any:
         return render_template("console/user.html", user=user, departments=departments, form=form, errors={})
     raw = _form(("display_name", "role", "department_id", "email", "phone", "title", "password"))
     raw["active"] = request.form.get("active") == "on"
-    raw["version"] = request.form.get("version", "")
+    raw["version"] = json_value(UserUpdateSchema().fields["version"], request.form.get("version", "").strip())
     if "department_id" not in raw:
         raw["department_id"] = None
     try:

@@ -172,6 +172,18 @@ def zh_errors(e: ApiError | ValidationError) -> dict[str, list[str]]:
 
 
 _BOOLEANS = {"true": True, "false": False}
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+
+
+def json_value(field: fields.Field, value: str) -> Any:
+    """A form's text as the JSON value a field of the schemas takes: "true"/"false" (radios,
+    hidden inputs) as booleans, digits (a version, working days) as integers; anything else is
+    left for the schema to refuse."""
+    if isinstance(field, fields.Boolean):
+        return _BOOLEANS.get(value, value)
+    if isinstance(field, fields.Integer) and _DIGITS.fullmatch(value):
+        return int(value)
+    return value
 
 
 def form_data(schema: Schema, lists: Iterable[str] = ()) -> dict[str, Any]:
@@ -187,8 +199,7 @@ def form_data(schema: Schema, lists: Iterable[str] = ()) -> dict[str, Any]:
             continue
         value = request.form.get(name, "").strip()
         if value:
-            # A form's "true"/"false" (radios, hidden inputs) as the booleans the schemas take.
-            data[name] = _BOOLEANS.get(value, value) if isinstance(schema.fields[name], fields.Boolean) else value
+            data[name] = json_value(schema.fields[name], value)
     return data
 
 
