@@ -147,8 +147,8 @@ def test_a_boolean_is_true_or_false_and_nothing_else(client, world):
 
 
 def test_an_integer_is_a_json_integer_and_nothing_else(client, world):
-    """"2", 2.0 or true for an integer are 422, as documented (type: integer), and change nothing;
-    query strings are text, where "20" is the number."""
+    """An integer sent as "2", 2.0 or true is 422, as documented (type: integer), and changes
+    nothing; query strings are text, where "20" is the number."""
     h = world.headers("cadre")
     visit = client.post("/api/v1/visits", json=visit_note(world), headers=h).json
     for value in ["1", 1.0, True]:
