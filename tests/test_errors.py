@@ -39,6 +39,29 @@ def test_malformed_json_is_400(client, world):
     assert_error(r, 400, "bad_request")
 
 
+def test_an_integer_python_will_not_read_is_malformed_json(app, client, world):
+    """An integer of more than 4,300 digits is refused by Python's json with a plain ValueError
+    (not JSONDecodeError), which was a 500: it is 400 like any malformed body, on a note, an edit
+    and a push, and nothing is stored."""
+    from tests.factories import PASSWORD
+    from tests.sync_helpers import device
+
+    h = world.headers("cadre")
+    huge = "9" * 5000
+    r = client.post("/api/v1/visits", data='{"summary": "x", "size": ' + huge + "}", content_type="application/json",
+                    headers=h)  # fmt: skip
+    assert_error(r, 400, "bad_request")
+    visit = client.post("/api/v1/visits", json=visit_note(world), headers=h).json
+    r = client.patch(f"/api/v1/visits/{visit['id']}", data='{"summary": "改写", "version": ' + huge + "}",
+                     content_type="application/json", headers=h)  # fmt: skip
+    assert_error(r, 400, "bad_request")
+    phone = device(client, "cadre", PASSWORD)
+    body = '{"device_id": "' + phone.device_id + '", "queue_depth": ' + huge + ', "changes": []}'
+    r = client.post("/api/v1/sync/push", data=body, content_type="application/json", headers=phone.headers)
+    assert_error(r, 400, "bad_request")
+    assert client.get(f"/api/v1/visits/{visit['id']}", headers=h).json["version"] == 1
+
+
 def test_json_that_is_not_an_object_is_422(client, world):
     r = client.post("/api/v1/visits", data="[1, 2]", content_type="application/json", headers=world.headers("cadre"))
     assert_error(r, 422)

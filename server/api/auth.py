@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.auth import DeviceListArgsSchema, DeviceSchema, LoginSchema, TokenSchema, UserBriefSchema
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.extensions import limiter, login_username_key
 from server.services import auth

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.calendar import CalendarListArgsSchema, CalendarOverrideSchema
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.errors import not_found
 from server.services import calendar

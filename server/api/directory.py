@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.targets import CampaignSchema, CampaignUpdateSchema
 from schemas.users import (
@@ -17,6 +16,7 @@ from schemas.users import (
     UserUpdateSchema,
 )
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.services import directory
 

@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.common import page_of
 from schemas.followups import FollowUpCompleteSchema, FollowUpListArgsSchema, FollowUpReassignSchema, FollowUpSchema
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.api.visits import page_limit
 from server.services import followups

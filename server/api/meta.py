@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 import server
 from schemas.protocol import PROTOCOL_VERSION
+from server.api.blueprint import Blueprint
 
 PREFIX = ""
 blp = Blueprint("meta", __name__, description="Server version and protocol")

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.common import page_of
 from schemas.visits import (
@@ -17,6 +16,7 @@ from schemas.visits import (
     ProblemUnmergeSchema,
 )
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.api.visits import page_limit
 from server.services import problems

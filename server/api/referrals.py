@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Response, current_app, render_template
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema
 
 from schemas.common import page_of
@@ -27,6 +26,7 @@ from schemas.referrals import (
     SignSchema,
 )
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.api.visits import page_limit
 from server.db.types import utcnow

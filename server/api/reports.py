@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.reports import SummaryArgsSchema, SummarySchema
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.services import reports
 

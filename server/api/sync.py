@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 from packaging.version import InvalidVersion, Version
 
@@ -24,6 +23,7 @@ from schemas.sync import (
     ResolveConflictSchema,
 )
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.errors import ApiError
 from server.services import sync

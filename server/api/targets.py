@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from schemas.common import page_of
@@ -21,6 +20,7 @@ from schemas.targets import (
 )
 from server import db
 from server.api import ACCEPTS_NON_JSON
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.api.visits import page_limit
 from server.errors import ApiError

@@ -17,13 +17,13 @@ from typing import Any
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from schemas.common import WireSchema
 from schemas.sync import MissingAttachmentsSchema
 from server import db
 from server.api import ACCEPTS_NON_JSON, API_PREFIX
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.api.sync import client_info
 from server.errors import ApiError

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.common import page_of
 from schemas.visits import (
@@ -19,6 +18,7 @@ from schemas.visits import (
     VisitUpdateSchema,
 )
 from server import db
+from server.api.blueprint import Blueprint
 from server.api.security import current_actor
 from server.services import visits
 from server.services.pagination import limit_of
