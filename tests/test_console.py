@@ -177,6 +177,9 @@ def test_admin_edits_a_user_with_the_version_read(client, world):
     assert r.status_code == 302
     stale = client.post(url, data={"display_name": "再改", "role": "cadre", "version": "1", "csrf_token": token})
     assert stale.status_code == 409 and "再改" in stale.get_data(as_text=True)
+    # A version no int() reads (over 4,300 digits) is refused by the form, not a 500.
+    huge = client.post(url, data={"display_name": "再改", "role": "cadre", "version": "9" * 5000, "csrf_token": token})
+    assert huge.status_code == 422 and "请填写整数" in huge.get_data(as_text=True)
 
 
 def test_admin_imports_targets_from_the_console(client, world):

@@ -12,7 +12,7 @@ from schemas.enums import Role
 from schemas.users import UserSchema, UserUpdateSchema
 from server import db
 from server.console import actor, bp, login_required
-from server.console.forms import json_value
+from server.console.forms import json_value, zh_errors
 from server.errors import ApiError
 from server.services import auth, directory, sync, target_io
 
@@ -23,12 +23,6 @@ def _form(fields: tuple[str, ...]) -> dict[str, Any]:
     """The submitted fields, blanks dropped (they mean "not given"), as the schemas expect."""
     data: dict[str, Any] = {k: request.form.get(k, "").strip() for k in fields}
     return {k: v for k, v in data.items() if v}
-
-
-def _errors(e: ApiError | ValidationError) -> dict[str, Any]:
-    if isinstance(e, ValidationError):
-        return e.normalized_messages()
-    return e.errors or {"_schema": [e.message]}
 
 
 @bp.get("/admin/users")
@@ -59,7 +53,7 @@ def create_user() -> Any:
             users=directory.list_users(session, actor()),
             departments=directory.list_departments(session),
             form=raw,
-            errors=_errors(e),
+            errors=zh_errors(e),
         ), 422
     flash(f"已创建用户 {user.username}。", "success")
     return redirect(url_for("console.admin_users"))
@@ -86,7 +80,7 @@ def edit_user(user_id: uuid.UUID) -> Any:
     except (ApiError, ValidationError) as e:
         session.rollback()
         return render_template(
-            "console/user.html", user=user, departments=departments, form=raw, errors=_errors(e)
+            "console/user.html", user=user, departments=departments, form=raw, errors=zh_errors(e)
         ), 409 if isinstance(e, ApiError) and e.status == 409 else 422
     flash("已保存。", "success")
     return redirect(url_for("console.admin_users"))
@@ -126,7 +120,7 @@ def import_targets() -> Any:
         session.commit()
     except ApiError as e:
         session.rollback()
-        return render_template("console/targets.html", result=None, errors=_errors(e)), e.status
+        return render_template("console/targets.html", result=None, errors=zh_errors(e)), e.status
     return render_template("console/targets.html", result=result, errors={})
 
 

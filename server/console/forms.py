@@ -172,7 +172,9 @@ def zh_errors(e: ApiError | ValidationError) -> dict[str, list[str]]:
 
 
 _BOOLEANS = {"true": True, "false": False}
-_DIGITS = re.compile(r"[+-]?[0-9]+")
+# At most 18 digits: int() refuses a string of over 4,300 (ValueError); a longer one is left
+# for the schema to refuse.
+_DIGITS = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 def json_value(field: fields.Field, value: str) -> Any:
